@@ -1,0 +1,511 @@
+//! The commands: each parses its inputs, talks to the node's API (or reads files), and
+//! prints a readable summary or, with `--json`, one JSON document.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use consort_ledger::{
+    Genesis, InclusionProof, Notarization, NotarizedFile, Transaction, TxPayload,
+};
+use consort_node::client::ApiClient;
+use consort_node::config::{read_genesis, MemberCard, MemberDir};
+use serde_json::{json, Value};
+
+use crate::args::{Cli, Command, ConsortiumCommand, LedgerCommand, NodeCommand};
+
+pub async fn dispatch(cli: Cli) -> Result<i32> {
+    let dir = cli.dir.clone();
+    match cli.command {
+        Command::Init {
+            name,
+            peer_addr,
+            api_addr,
+            database_url,
+            json,
+        } => init(
+            &need_dir(dir)?,
+            &name,
+            (&peer_addr, &api_addr),
+            database_url.as_deref(),
+            json,
+        ),
+        Command::Catalog { json } => catalog(&need_dir(dir)?, json).await,
+        Command::Consortium(ConsortiumCommand::Create { out, name, cards }) => {
+            consortium_create(&out, &name, &cards)
+        }
+        Command::Node(NodeCommand::Run { genesis }) => node_run(&need_dir(dir)?, &genesis).await,
+        Command::Notarize { files, note, json } => {
+            notarize(&need_dir(dir)?, &files, note, json).await
+        }
+        Command::Ledger(cmd) => ledger(dir, cmd).await,
+        Command::Member(cmd) => crate::member::run(&need_dir(dir)?, cmd).await,
+        Command::Dataset(cmd) => crate::dataset::run(&need_dir(dir)?, cmd).await,
+        Command::Grant {
+            dataset,
+            to,
+            columns,
+            min_group_size,
+            expires,
+            json,
+        } => {
+            crate::query::grant(
+                &need_dir(dir)?,
+                crate::query::GrantArgs {
+                    dataset: &dataset,
+                    to: &to,
+                    columns: &columns,
+                    min_group_size,
+                    expires: expires.as_deref(),
+                    json,
+                },
+            )
+            .await
+        }
+        Command::Revoke { grant_id, json } => {
+            crate::query::revoke(&need_dir(dir)?, &grant_id, json).await
+        }
+        Command::Grants { json } => crate::query::grants(&need_dir(dir)?, json).await,
+        Command::Query {
+            sql,
+            json,
+            out,
+            timeout_secs,
+        } => crate::query::query(&need_dir(dir)?, &sql, json, out.as_deref(), timeout_secs).await,
+        Command::Queries { json } => crate::query::queries(&need_dir(dir)?, json).await,
+        Command::QueryShow { id, json } => {
+            crate::query::query_show(&need_dir(dir)?, &id, json).await
+        }
+        Command::Demo { json, keep_running } => crate::demo::run(dir, json, keep_running).await,
+        Command::Bench(crate::args::BenchCommand::Ledger(args)) => crate::bench::ledger(args).await,
+        Command::Bench(crate::args::BenchCommand::Ingest(args)) => crate::bench::ingest(args).await,
+        Command::Bench(crate::args::BenchCommand::Mpc(args)) => crate::bench_mpc::run(args).await,
+        Command::Bench(crate::args::BenchCommand::Psi(args)) => crate::bench_psi::run(args).await,
+        Command::Bench(crate::args::BenchCommand::Query(args)) => {
+            crate::bench_query::run(args).await
+        }
+    }
+}
+
+fn need_dir(dir: Option<PathBuf>) -> Result<MemberDir> {
+    dir.map(MemberDir::new)
+        .ok_or_else(|| anyhow!("no member directory: pass --dir DIR or set CONSORT_DIR"))
+}
+
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn init(
+    dir: &MemberDir,
+    name: &str,
+    (peer_addr, api_addr): (&str, &str),
+    database_url: Option<&str>,
+    json: bool,
+) -> Result<i32> {
+    let card = dir.init_with_database(name, peer_addr, api_addr, database_url)?;
+    if json {
+        print_json(&json!({ "dir": dir.root, "card": card }));
+    } else {
+        println!("created member {} ({})", card.info.name, card.member_id);
+        println!("  member card: {}", dir.card_path().display());
+        println!(
+            "  peer address: {}   API address: {}",
+            card.info.peer_addr, card.info.api_addr
+        );
+        println!("share member.json with the other members; keep member.key and api.token private");
+    }
+    Ok(0)
+}
+
+fn consortium_create(out: &Path, name: &str, cards: &[PathBuf]) -> Result<i32> {
+    let members = cards
+        .iter()
+        .map(|path| MemberCard::read(path).map(|c| c.info))
+        .collect::<Result<Vec<_>, _>>()?;
+    let genesis = Genesis {
+        consortium: name.to_string(),
+        created_ms: consort_node::sequencer::now_ms(),
+        members,
+    };
+    genesis.validate()?;
+    let chain_id = genesis.chain_id();
+    let text = serde_json::to_string_pretty(&genesis)? + "\n";
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} for consortium {name:?} with {} members",
+        out.display(),
+        genesis.members.len()
+    );
+    println!("chain id {chain_id}");
+    Ok(0)
+}
+
+async fn node_run(dir: &MemberDir, genesis_path: &Path) -> Result<i32> {
+    let genesis = read_genesis(genesis_path)?;
+    let config = dir.load_config()?;
+    let listeners =
+        consort_node::node::Listeners::bind(&config.peer_addr, &config.api_addr).await?;
+    consort_node::node::run(dir, genesis, listeners, shutdown_signal()).await?;
+    Ok(0)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Builds a signed transaction for the member of `dir`.
+pub fn sign_for(dir: &MemberDir, payload: TxPayload) -> Result<Transaction> {
+    let key = dir.load_key()?;
+    let genesis = read_genesis(&dir.genesis_path())
+        .context("this member has no genesis yet: start its node once with `consort node run`")?;
+    Ok(Transaction::sign(
+        payload,
+        &key,
+        &genesis.chain_id(),
+        rand::random(),
+        consort_node::sequencer::now_ms(),
+    ))
+}
+
+async fn notarize(
+    dir: &MemberDir,
+    files: &[PathBuf],
+    note: Option<String>,
+    json: bool,
+) -> Result<i32> {
+    let mut notarized = Vec::with_capacity(files.len());
+    for path in files {
+        let (hash, size) = consort_crypto::blake3_file(path)
+            .with_context(|| format!("hashing {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        notarized.push(NotarizedFile {
+            name,
+            size,
+            blake3: hash,
+        });
+    }
+    let tx = sign_for(
+        dir,
+        TxPayload::Notarize(Notarization {
+            files: notarized.clone(),
+            note,
+        }),
+    )?;
+    let client = ApiClient::for_dir(dir)?;
+    let answer = client.submit(&tx, true).await?;
+    if json {
+        print_json(&answer);
+    } else {
+        println!("transaction {}", tx.id());
+        for f in &notarized {
+            println!("  {}  {} bytes  blake3 {}", f.name, f.size, f.blake3);
+        }
+        match answer["height"].as_u64() {
+            Some(h) if answer["valid"].as_bool() == Some(true) => {
+                println!("committed in block {h}")
+            }
+            Some(h) => println!(
+                "recorded INVALID in block {h}: {}",
+                answer["reason"].as_str().unwrap_or("unknown reason")
+            ),
+            None => println!("submitted; not yet committed"),
+        }
+    }
+    Ok(if answer["valid"].as_bool() == Some(false) {
+        1
+    } else {
+        0
+    })
+}
+
+/// Prints `value` as JSON or through `human`.
+fn show(value: &Value, json: bool, human: fn(&Value)) -> Result<i32> {
+    if json {
+        print_json(value);
+    } else {
+        human(value);
+    }
+    Ok(0)
+}
+
+async fn ledger(dir: Option<PathBuf>, cmd: LedgerCommand) -> Result<i32> {
+    // Commands on files need no node; the rest reach the member's node through its API.
+    let node = || -> Result<(MemberDir, ApiClient)> {
+        let dir = need_dir(dir.clone())?;
+        let client = ApiClient::for_dir(&dir)?;
+        Ok((dir, client))
+    };
+    match cmd {
+        LedgerCommand::Verify {
+            export: Some(path),
+            json,
+        } => {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            report_verify(verify_export_bytes(&bytes), json)
+        }
+        LedgerCommand::VerifyProof { file, json } => verify_proof(&file, json),
+        LedgerCommand::Status { json } => show(&node()?.1.status().await?, json, print_status),
+        LedgerCommand::Show { height, json } => {
+            show(&node()?.1.block(height).await?, json, print_block)
+        }
+        LedgerCommand::Tx { txid, json } => show(&node()?.1.tx(&txid).await?, json, print_tx),
+        LedgerCommand::Export { out } => {
+            let bytes = node()?.1.export().await?;
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {} ({} bytes)", out.display(), bytes.len());
+            Ok(0)
+        }
+        LedgerCommand::Verify { export: None, json } => {
+            let (dir, client) = node()?;
+            // Verify here, from the bytes, rather than trusting the node's own verdict.
+            match client.export().await {
+                Ok(bytes) => report_verify(verify_export_bytes(&bytes), json),
+                // The node is down: read its block store directly.
+                Err(consort_node::client::ClientError::Unreachable { .. }) => {
+                    report_verify(verify_offline(&dir)?, json)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        LedgerCommand::Proof { txid, out } => {
+            let proof = node()?.1.proof(&txid).await?;
+            let text = serde_json::to_string_pretty(&proof)? + "\n";
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote inclusion proof of {txid} to {}", out.display());
+            Ok(0)
+        }
+    }
+}
+
+pub fn verify_export_bytes(
+    bytes: &[u8],
+) -> Result<consort_ledger::VerifyReport, consort_ledger::VerifyFailure> {
+    match consort_ledger::read_export(bytes) {
+        Ok(blocks) => consort_ledger::verify_chain(blocks.into_iter().map(Ok)),
+        Err(e) => Err(consort_ledger::VerifyFailure {
+            height: 0,
+            reason: format!("unreadable export: {e}"),
+        }),
+    }
+}
+
+/// Verifies a stopped node's block store, reading raw stored bytes.
+fn verify_offline(
+    dir: &MemberDir,
+) -> Result<Result<consort_ledger::VerifyReport, consort_ledger::VerifyFailure>> {
+    use consort_ledger::BlockStore;
+    let path = dir.data_dir().join("blocks.redb");
+    if !path.exists() {
+        bail!(
+            "the node is not running and {} does not exist",
+            path.display()
+        );
+    }
+    let store = consort_ledger::RedbBlockStore::open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let top = store.height()?.unwrap_or(0);
+    Ok(consort_ledger::verify_chain((0..=top).map(|h| {
+        store.raw_block(h).and_then(|b| {
+            b.ok_or_else(|| consort_ledger::LedgerError::Store(format!("block {h} is missing")))
+        })
+    })))
+}
+
+fn report_verify(
+    result: Result<consort_ledger::VerifyReport, consort_ledger::VerifyFailure>,
+    json: bool,
+) -> Result<i32> {
+    let ok = result.is_ok();
+    let value = consort_node::chain::verify_json(result);
+    if json {
+        print_json(&value);
+    } else if ok {
+        println!(
+            "ledger sound: {} blocks (height {}), {} transactions, head {}",
+            value["height"].as_u64().unwrap_or(0) + 1,
+            value["height"],
+            value["tx_count"],
+            value["head_hash"].as_str().unwrap_or("")
+        );
+    } else {
+        eprintln!(
+            "ledger INVALID at height {}: {}",
+            value["height"],
+            value["reason"].as_str().unwrap_or("")
+        );
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn verify_proof(file: &Path, json: bool) -> Result<i32> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let proof: InclusionProof = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not an inclusion proof: {e}", file.display()))?;
+    match proof.verify() {
+        Ok(report) => {
+            if json {
+                print_json(
+                    &json!({ "ok": true, "report": format!("{report:?}"), "height": proof.height }),
+                );
+            } else {
+                println!(
+                    "proof valid: transaction is in block {} of chain {}",
+                    proof.height, proof.chain_id
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if json {
+                print_json(&json!({ "ok": false, "reason": e.to_string() }));
+            } else {
+                eprintln!("proof INVALID: {e}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+fn print_status(s: &Value) {
+    println!(
+        "member    {} ({})",
+        s["name"].as_str().unwrap_or(""),
+        s["member_id"].as_str().unwrap_or("")
+    );
+    println!("role      {}", s["role"].as_str().unwrap_or(""));
+    println!("leader    {}", s["leader"].as_str().unwrap_or("none"));
+    println!("height    {}", s["height"]);
+    println!("head      {}", s["head_hash"].as_str().unwrap_or(""));
+    println!("chain id  {}", s["chain_id"].as_str().unwrap_or(""));
+    if let Some(reason) = s["halted"].as_str() {
+        println!("HALTED    {reason}");
+    }
+    println!("members:");
+    for m in s["members"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {}  peer {}",
+            m["member_id"].as_str().unwrap_or(""),
+            m["name"].as_str().unwrap_or(""),
+            m["peer_addr"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn print_block(b: &Value) {
+    println!(
+        "block {}  hash {}",
+        b["height"],
+        b["hash"].as_str().unwrap_or("")
+    );
+    println!("  prev       {}", b["prev_hash"].as_str().unwrap_or(""));
+    println!("  tx root    {}", b["tx_root"].as_str().unwrap_or(""));
+    println!("  state root {}", b["state_root"].as_str().unwrap_or(""));
+    println!(
+        "  proposer   {}   time {} ms",
+        b["proposer"].as_str().unwrap_or(""),
+        b["timestamp_ms"]
+    );
+    println!("  {} transactions", b["tx_count"]);
+    for tx in b["txs"].as_array().into_iter().flatten() {
+        let valid = tx["outcome"]["valid"].as_bool() == Some(true);
+        println!(
+            "    {}  {:<12} {}",
+            tx["tx_id"].as_str().unwrap_or(""),
+            tx["kind"].as_str().unwrap_or(""),
+            if valid {
+                "valid".to_string()
+            } else {
+                format!(
+                    "INVALID: {}",
+                    tx["outcome"]["reason"].as_str().unwrap_or("")
+                )
+            }
+        );
+    }
+}
+
+fn print_tx(tx: &Value) {
+    println!("transaction {}", tx["tx_id"].as_str().unwrap_or(""));
+    println!("  kind     {}", tx["kind"].as_str().unwrap_or(""));
+    println!("  signer   {}", tx["signer"].as_str().unwrap_or(""));
+    println!("  block    {} (index {})", tx["height"], tx["index"]);
+    println!(
+        "  outcome  {}",
+        if tx["outcome"]["valid"].as_bool() == Some(true) {
+            "valid".into()
+        } else {
+            format!("INVALID: {}", tx["outcome"]["reason"])
+        }
+    );
+    println!("  payload  {}", tx["payload"]);
+}
+
+async fn catalog(dir: &MemberDir, json: bool) -> Result<i32> {
+    let datasets = ApiClient::for_dir(dir)?.catalog().await?;
+    if json {
+        print_json(&json!({ "datasets": datasets }));
+        return Ok(0);
+    }
+    if datasets.is_empty() {
+        println!("no datasets registered yet");
+        return Ok(0);
+    }
+    println!(
+        "{:<20} {:<16} {:>3} {:<6} {:>12}  commitment",
+        "dataset", "owner", "v", "kind", "rows"
+    );
+    for d in &datasets {
+        println!(
+            "{:<20} {:<16} {:>3} {:<6} {:>12}  {}",
+            d["name"].as_str().unwrap_or(""),
+            d["owner_name"]
+                .as_str()
+                .unwrap_or(d["owner"].as_str().unwrap_or("")),
+            d["version"],
+            d["kind"].as_str().unwrap_or(""),
+            d["row_count"],
+            d["commitment"].as_str().unwrap_or(""),
+        );
+        let columns: Vec<String> = d["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} {}{}",
+                    c["name"].as_str().unwrap_or(""),
+                    c["type"].as_str().unwrap_or(""),
+                    if c["nullable"] == true {
+                        ""
+                    } else {
+                        " not null"
+                    }
+                )
+            })
+            .collect();
+        if !columns.is_empty() {
+            println!("    {}", columns.join(", "));
+        }
+    }
+    Ok(0)
+}

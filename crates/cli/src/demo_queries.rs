@@ -1,0 +1,143 @@
+//! The joint-query part of `consort demo`: grants on every hospital's visits, then a count,
+//! a grouped average, a HAVING clause, a suppressed small group and a refused query, each
+//! answered by MPC and recorded on the ledger.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use consort_ledger::policy::{Grant, Grantee};
+use consort_ledger::TxPayload;
+use serde_json::{json, Value};
+
+use crate::cluster::LocalCluster;
+use crate::commands::sign_for;
+
+/// What every hospital lets every member do with its visits: group by region and ward,
+/// filter on age and admission date, aggregate the amount. Patient ids and diagnoses get
+/// no permission at all.
+pub const DEMO_GRANT: &str = "region:group,ward:group,age:filter,admitted:filter,amount:aggregate";
+
+/// The demo's queries, with whether each should be answered.
+pub const DEMO_QUERIES: [(&str, &str, bool); 5] = [
+    ("a count over all hospitals", "SELECT COUNT(*) AS visits FROM visits", true),
+    (
+        "a grouped average",
+        "SELECT region, COUNT(*), AVG(amount) FROM visits GROUP BY region ORDER BY region",
+        true,
+    ),
+    (
+        "a HAVING clause decided inside MPC",
+        "SELECT ward, COUNT(*), SUM(amount) FROM visits WHERE age > 60 GROUP BY ward HAVING SUM(amount) > 100000 ORDER BY ward",
+        true,
+    ),
+    (
+        "a small group suppressed",
+        "SELECT ward, COUNT(*), MAX(amount) FROM visits GROUP BY ward ORDER BY ward",
+        true,
+    ),
+    (
+        "a refused query (diagnosis has no permission)",
+        "SELECT diagnosis, COUNT(*) FROM visits GROUP BY diagnosis",
+        false,
+    ),
+];
+
+/// Records the grants; returns their transaction ids.
+pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for member in &cluster.members {
+        let grant = Grant {
+            dataset: "visits".into(),
+            grantee: Grantee::Anyone,
+            columns: crate::query::parse_columns(DEMO_GRANT)?,
+            min_group_size: consort_ledger::policy::DEFAULT_MIN_GROUP_SIZE,
+            expires_ms: None,
+        };
+        let tx = sign_for(&member.dir, TxPayload::Grant(grant))?;
+        let answer = member.client.submit(&tx, true).await?;
+        if answer["valid"] != true {
+            bail!(
+                "{}'s grant was recorded invalid: {}",
+                member.name,
+                answer["reason"].as_str().unwrap_or("not committed")
+            );
+        }
+        say(format!(
+            "{} granted everyone {DEMO_GRANT} on visits (k = 3) -> tx {}",
+            member.name,
+            tx.id()
+        ));
+        ids.push(tx.id().to_string());
+    }
+    Ok(ids)
+}
+
+/// Runs the demo queries from the first member; fails if any outcome is not the expected one.
+pub async fn run_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<Value>> {
+    let requester = &cluster.members[0];
+    let mut reports = Vec::new();
+    for (what, sql, should_answer) in DEMO_QUERIES {
+        say(format!("\n{} asks {what}:\n  {sql}", requester.name));
+        let answer = requester
+            .client
+            .post_json_waiting(
+                "/api/query",
+                &json!({ "sql": sql, "timeout_secs": 60 }),
+                Duration::from_secs(75),
+            )
+            .await;
+        match (answer, should_answer) {
+            (Ok(answer), true) => {
+                for line in table_lines(&answer) {
+                    say(format!("  {line}"));
+                }
+                say(format!(
+                    "  {} group(s) suppressed; recorded as request {} and result {}",
+                    answer["suppressed_groups"],
+                    answer["ledger"]["request"].as_str().unwrap_or(""),
+                    answer["ledger"]["result"].as_str().unwrap_or("")
+                ));
+                reports.push(json!({ "what": what, "sql": sql, "answer": answer }));
+            }
+            (Err(e), false) => {
+                say(format!("  refused as expected: {e}"));
+                reports.push(json!({ "what": what, "sql": sql, "refused": e.to_string() }));
+            }
+            (Ok(answer), false) => {
+                bail!("the demo query {sql:?} should have been refused, got {answer}")
+            }
+            (Err(e), true) => bail!("the demo query {sql:?} failed: {e}"),
+        }
+    }
+    Ok(reports)
+}
+
+fn table_lines(answer: &Value) -> Vec<String> {
+    let cell = |v: &Value| match v {
+        Value::Null => "NULL".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() => format!("{f:.2}"),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    };
+    let mut lines = vec![answer["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(cell)
+        .collect::<Vec<_>>()
+        .join(" | ")];
+    for row in answer["rows"].as_array().into_iter().flatten() {
+        lines.push(
+            row.as_array()
+                .into_iter()
+                .flatten()
+                .map(cell)
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
+    }
+    lines
+}

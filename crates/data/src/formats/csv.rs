@@ -1,0 +1,484 @@
+//! CSV: dialect sniffing, header detection, streaming reading and writing.
+//!
+//! Sniffing looks at the first 64 KiB: NUL bytes or mostly non-text bytes make the input
+//! "not a text CSV file"; the delimiter is the one of `,` `;` TAB `|` giving the most
+//! consistent field count greater than one (ties go to that order); the first row is a
+//! header when none of its fields looks typed (number, boolean, date, timestamp),
+//! otherwise names `col1..colN` are generated. A UTF-8 BOM is skipped, CRLF and quoted
+//! fields spanning lines are handled by the `csv` crate.
+//!
+//! Per record: a field count other than the header's, invalid UTF-8, a record over
+//! [`MAX_RECORD_BYTES`] or a quote left open at the end of the file is a reject, not an
+//! error.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Cursor, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+
+use super::{
+    read_full, truncate_raw, value_to_text, Fields, Item, Record, RecordReader, Reject, RowWriter,
+    Tally, TeeReader, MAX_RECORD_BYTES,
+};
+use crate::error::DataError;
+use crate::infer::classify;
+use crate::value::{ColumnType, Row, Schema};
+
+const SAMPLE_BYTES: usize = 64 << 10;
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+type Inner = std::io::Chain<Cursor<Vec<u8>>, TeeReader<File>>;
+
+/// What sniffing decided about a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub has_header: bool,
+    /// Field count of the sample's rows (the most common one).
+    pub fields: usize,
+}
+
+/// Streaming CSV reader.
+pub struct CsvReader {
+    path: PathBuf,
+    reader: csv::Reader<Inner>,
+    columns: Vec<String>,
+    current: ByteRecord,
+    lookahead: ByteRecord,
+    has_current: bool,
+    started: bool,
+    bom: u64,
+    delimiter: u8,
+    tally: Tally,
+}
+
+fn not_text(path: &Path, why: &str) -> DataError {
+    DataError::Format(format!("not a text CSV file: {}: {why}", path.display()))
+}
+
+/// Checks the sample is text and picks the dialect.
+pub fn sniff(path: &Path, sample: &[u8], truncated: bool) -> Result<Dialect, DataError> {
+    if sample.contains(&0) {
+        return Err(not_text(path, "contains NUL bytes"));
+    }
+    let text = String::from_utf8_lossy(sample);
+    let total = text.chars().count().max(1);
+    let odd = text
+        .chars()
+        .filter(|&c| c == '\u{FFFD}' || (c.is_control() && !matches!(c, '\t' | '\n' | '\r')))
+        .count();
+    if odd * 10 > total * 3 {
+        return Err(not_text(path, "mostly binary or control bytes"));
+    }
+    let mut best: Option<(f64, usize, u8, Vec<Vec<String>>)> = None; // score, mode, delimiter, rows
+    for d in DELIMITERS {
+        let rows = sample_rows(sample, d, truncated);
+        if rows.is_empty() {
+            continue;
+        }
+        let mut counts = std::collections::HashMap::new();
+        for r in &rows {
+            *counts.entry(r.len()).or_insert(0usize) += 1;
+        }
+        let (&mode, &freq) = counts
+            .iter()
+            .max_by_key(|(len, freq)| (**freq, **len))
+            .unwrap_or((&1, &0));
+        if mode < 2 {
+            continue;
+        }
+        let score = freq as f64 / rows.len() as f64;
+        if best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, mode, d, rows));
+        }
+    }
+    let (delimiter, fields, rows) = match best {
+        Some((_, mode, d, rows)) => (d, mode, rows),
+        None => (b',', 1, sample_rows(sample, b',', truncated)),
+    };
+    let has_header = match rows.first() {
+        Some(first) => {
+            first.iter().any(|f| !f.is_empty())
+                && first
+                    .iter()
+                    .all(|f| f.is_empty() || classify(f.trim()) == ColumnType::Text)
+        }
+        None => false,
+    };
+    Ok(Dialect {
+        delimiter,
+        has_header,
+        fields,
+    })
+}
+
+fn sample_rows(sample: &[u8], delimiter: u8, truncated: bool) -> Vec<Vec<String>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(sample);
+    let mut rows = Vec::new();
+    let mut rec = ByteRecord::new();
+    while rows.len() < 100 {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => rows.push(
+                rec.iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect(),
+            ),
+            _ => break,
+        }
+    }
+    // The last row of a cut sample may be partial.
+    if truncated && rows.len() > 1 {
+        rows.pop();
+    }
+    rows
+}
+
+impl CsvReader {
+    pub fn open(path: &Path, tally: Tally) -> Result<Self, DataError> {
+        Self::open_with(path, tally, None)
+    }
+
+    /// Opens `path`, with the delimiter forced when `delimiter` is given.
+    pub fn open_with(path: &Path, tally: Tally, delimiter: Option<u8>) -> Result<Self, DataError> {
+        let file = File::open(path)
+            .map_err(|e| DataError::io(format!("opening {}", path.display()), e))?;
+        let mut tee = TeeReader::new(file, tally.clone());
+        let mut sample = vec![0u8; SAMPLE_BYTES];
+        let n = read_full(&mut tee, &mut sample)
+            .map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
+        sample.truncate(n);
+        let bom = if sample.starts_with(BOM) { 3 } else { 0 };
+        sample.drain(..bom);
+        if sample.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(DataError::Invalid(format!(
+                "{}: no rows (the file is empty)",
+                path.display()
+            )));
+        }
+        let mut dialect = sniff(path, &sample, n == SAMPLE_BYTES)?;
+        if let Some(d) = delimiter {
+            dialect.delimiter = d;
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(dialect.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(Cursor::new(sample).chain(tee));
+        let columns = if dialect.has_header {
+            let mut header = ByteRecord::new();
+            let got = reader
+                .read_byte_record(&mut header)
+                .map_err(|e| DataError::Format(format!("{}: header: {e}", path.display())))?;
+            if !got {
+                return Err(DataError::Invalid(format!("{}: no rows", path.display())));
+            }
+            if header.as_slice().len() > MAX_RECORD_BYTES {
+                return Err(DataError::Format(format!(
+                    "{}: header line longer than {} bytes",
+                    path.display(),
+                    MAX_RECORD_BYTES
+                )));
+            }
+            header
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    std::str::from_utf8(f).map(|s| s.to_string()).map_err(|_| {
+                        DataError::Format(format!(
+                            "{}: header field {} is not valid UTF-8",
+                            path.display(),
+                            i + 1
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            (1..=dialect.fields).map(|i| format!("col{i}")).collect()
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+            columns,
+            current: ByteRecord::new(),
+            lookahead: ByteRecord::new(),
+            has_current: false,
+            started: false,
+            bom: bom as u64,
+            delimiter: dialect.delimiter,
+            tally,
+        })
+    }
+
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    fn read_into_lookahead(&mut self) -> Result<bool, DataError> {
+        self.reader
+            .read_byte_record(&mut self.lookahead)
+            .map_err(|e| DataError::Format(format!("{}: {e}", self.path.display())))
+    }
+
+    fn raw(&self, rec: &ByteRecord) -> String {
+        let mut out = Vec::new();
+        for (i, f) in rec.iter().enumerate() {
+            if i > 0 {
+                out.push(self.delimiter);
+            }
+            out.extend_from_slice(f);
+            if out.len() > super::MAX_RAW_BYTES {
+                break;
+            }
+        }
+        truncate_raw(&String::from_utf8_lossy(&out))
+    }
+
+    /// Whether the record starting at byte `start` (of the data after the BOM) ends inside
+    /// an open quote at the end of the file.
+    fn unterminated_from(&self, start: u64) -> Result<bool, DataError> {
+        let ctx = || format!("reading {}", self.path.display());
+        let mut f = File::open(&self.path).map_err(|e| DataError::io(ctx(), e))?;
+        f.seek(SeekFrom::Start(start + self.bom))
+            .map_err(|e| DataError::io(ctx(), e))?;
+        let mut r = BufReader::new(f);
+        let (mut in_quotes, mut field_start, mut after_quote) = (false, true, false);
+        let mut buf = [0u8; 1 << 16];
+        loop {
+            let n = r.read(&mut buf).map_err(|e| DataError::io(ctx(), e))?;
+            if n == 0 {
+                return Ok(in_quotes);
+            }
+            for &b in &buf[..n] {
+                if in_quotes {
+                    if b == b'"' {
+                        in_quotes = false;
+                        after_quote = true;
+                    }
+                } else if after_quote && b == b'"' {
+                    in_quotes = true; // escaped "" inside a quoted field
+                    after_quote = false;
+                } else {
+                    after_quote = false;
+                    if b == self.delimiter || b == b'\n' || b == b'\r' {
+                        field_start = true;
+                    } else if b == b'"' && field_start {
+                        in_quotes = true;
+                        field_start = false;
+                    } else {
+                        field_start = false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn convert(&self, rec: &ByteRecord, last: bool) -> Result<Item, DataError> {
+        let line = rec.position().map_or(0, |p| p.line());
+        let reject = |kind: &str, reason: String| {
+            Ok(Item::Reject(Reject {
+                number: line,
+                kind: kind.to_string(),
+                reason,
+                raw: self.raw(rec),
+            }))
+        };
+        if rec.as_slice().len() > MAX_RECORD_BYTES {
+            return reject(
+                "record too large",
+                format!(
+                    "line {line}: record of {} bytes exceeds the {} byte limit",
+                    rec.as_slice().len(),
+                    MAX_RECORD_BYTES
+                ),
+            );
+        }
+        if last {
+            let start = rec.position().map_or(0, |p| p.byte());
+            if self.unterminated_from(start)? {
+                return reject(
+                    "unterminated quote",
+                    format!("line {line}: a quoted field is not closed before the end of the file"),
+                );
+            }
+        }
+        if rec.len() != self.columns.len() {
+            return reject(
+                "wrong number of fields",
+                format!(
+                    "line {line}: expected {} fields, found {}",
+                    self.columns.len(),
+                    rec.len()
+                ),
+            );
+        }
+        let mut fields = Vec::with_capacity(rec.len());
+        for (i, f) in rec.iter().enumerate() {
+            match std::str::from_utf8(f) {
+                Ok(s) => fields.push(Some(s.to_string())),
+                Err(e) => {
+                    return reject(
+                        "invalid UTF-8",
+                        format!(
+                            "line {line}, field {}: invalid UTF-8 at byte {}",
+                            i + 1,
+                            e.valid_up_to()
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(Item::Record(Record {
+            number: line,
+            fields: Fields::Positional(fields),
+            raw: None,
+        }))
+    }
+}
+
+impl RecordReader for CsvReader {
+    fn columns(&self) -> Option<&[String]> {
+        Some(&self.columns)
+    }
+
+    fn next_item(&mut self) -> Result<Option<Item>, DataError> {
+        if !self.started {
+            self.started = true;
+            self.has_current = self.read_into_lookahead()?;
+            std::mem::swap(&mut self.current, &mut self.lookahead);
+        }
+        if !self.has_current {
+            return Ok(None);
+        }
+        let more = self.read_into_lookahead()?;
+        let item = self.convert(&self.current, !more)?;
+        std::mem::swap(&mut self.current, &mut self.lookahead);
+        self.has_current = more;
+        Ok(Some(item))
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.tally.bytes()
+    }
+}
+
+/// CSV export: a header row, then one line per row; null is an empty field.
+pub struct CsvWriter {
+    writer: csv::Writer<BufWriter<File>>,
+    path: PathBuf,
+}
+
+impl CsvWriter {
+    pub fn create(path: &Path, schema: &Schema) -> Result<Self, DataError> {
+        let file = File::create(path)
+            .map_err(|e| DataError::io(format!("creating {}", path.display()), e))?;
+        let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+        writer
+            .write_record(schema.names())
+            .map_err(|e| DataError::Format(format!("writing {}: {e}", path.display())))?;
+        Ok(Self {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl RowWriter for CsvWriter {
+    fn write_rows(&mut self, rows: &[Row]) -> Result<(), DataError> {
+        for row in rows {
+            let fields: Vec<String> = row
+                .iter()
+                .map(|v| value_to_text(v).unwrap_or_default())
+                .collect();
+            self.writer
+                .write_record(&fields)
+                .map_err(|e| DataError::Format(format!("writing {}: {e}", self.path.display())))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), DataError> {
+        let path = self.path.clone();
+        let inner = self
+            .writer
+            .into_inner()
+            .map_err(|e| DataError::Format(format!("writing {}: {e}", path.display())))?;
+        let file = inner
+            .into_inner()
+            .map_err(|e| DataError::io(format!("writing {}", path.display()), e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| DataError::io(format!("writing {}", path.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(body: &[u8]) -> (Vec<String>, Vec<Item>) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, body).unwrap();
+        let mut r = CsvReader::open(&p, Tally::default()).unwrap();
+        let mut out = Vec::new();
+        while let Some(i) = r.next_item().unwrap() {
+            out.push(i);
+        }
+        (r.columns().unwrap().to_vec(), out)
+    }
+
+    fn rec(i: &Item) -> Vec<Option<String>> {
+        match i {
+            Item::Record(Record {
+                fields: Fields::Positional(f),
+                ..
+            }) => f.clone(),
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sniffs_delimiters_and_headers() {
+        let (cols, items) = read_all(b"\xEF\xBB\xBFa;b;c\r\n1;2;3\r\n4;5;6\r\n");
+        assert_eq!(cols, ["a", "b", "c"]);
+        assert_eq!(
+            rec(&items[1]),
+            [Some("4".into()), Some("5".into()), Some("6".into())]
+        );
+        let (cols, items) = read_all(b"1\tx\n2\ty\n");
+        assert_eq!(cols, ["col1", "col2"]);
+        assert_eq!(items.len(), 2);
+        let (cols, _) = read_all(b"a|b\n1|2\n");
+        assert_eq!(cols, ["a", "b"]);
+    }
+
+    #[test]
+    fn quoted_newlines_and_unterminated_quote() {
+        let (_, items) = read_all(b"a,b\n1,\"x\ny\"\n2,\"open\n");
+        assert_eq!(rec(&items[0])[1].as_deref(), Some("x\ny"));
+        match &items[1] {
+            Item::Reject(r) => {
+                assert_eq!(r.kind, "unterminated quote");
+                assert_eq!(r.number, 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A literal quote inside an unquoted field is not an open quote.
+        let (_, items) = read_all(b"a,b\n1,ab\"c\n");
+        assert_eq!(rec(&items[0])[1].as_deref(), Some("ab\"c"));
+    }
+
+    #[test]
+    fn binary_is_not_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, [0x89, b'P', b'N', b'G', 0, 0, 1, 2, 3]).unwrap();
+        let e = CsvReader::open(&p, Tally::default()).err().unwrap();
+        assert!(e.to_string().starts_with("not a text CSV file"), "{e}");
+    }
+}

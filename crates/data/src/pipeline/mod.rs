@@ -1,0 +1,397 @@
+//! The ingest pipeline: read inputs, infer the schema, clean, reject, deduplicate, number
+//! and commit rows, handing them to a sink in batches.
+//!
+//! [`Ingest::open`] reads a sample (the first [`SAMPLE_ROWS`] records over the inputs in
+//! order) and fixes the schema, so the caller can create its staging table from
+//! [`Ingest::schema`]; [`Ingest::run`] then streams every record through the recipe and
+//! calls the sink with batches of about [`BATCH_ROWS`] rows. The `k`-th row handed to the
+//! sink overall has row number `k` (0-based) and is leaf `k` of the commitment.
+//!
+//! Nullability in [`Ingest::schema`] reflects the sample; the report's schema reflects
+//! every kept row (a column is nullable iff some kept row has a NULL in it), so stores
+//! should create columns nullable. Memory is bounded apart from the dedup set (16 bytes
+//! per distinct row) and the commitment (`O(log n)`).
+//!
+//! Every record read ends up kept, rejected (reject file, counted by reason; rows failing a
+//! filter are rejects too) or removed as a duplicate:
+//! `rows_read == rows_kept + rows_rejected + duplicates_removed`.
+
+mod inputs;
+mod stage;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
+use std::path::PathBuf;
+
+use consort_crypto::Hash;
+use rayon::prelude::*;
+
+use crate::canonical::Commitment;
+use crate::clean::{position_named, Cleaner, Typer};
+use crate::error::DataError;
+use crate::formats::{Fields, Format, Item};
+use crate::infer::{finalize_names, Inference, SAMPLE_ROWS};
+use crate::recipe::{recipe_hash, Dedup, Recipe};
+use crate::value::{Row, Schema};
+use inputs::Inputs;
+use stage::{FingerprintHasher, Prepared, Rejects};
+
+/// Rows per sink call.
+pub const BATCH_ROWS: usize = 10_000;
+
+/// What to ingest and how.
+#[derive(Clone, Default)]
+pub struct IngestOptions {
+    /// Input format; detected per file when `None`.
+    pub format: Option<Format>,
+    pub recipe: Option<Recipe>,
+    /// Key columns (`--key`); wins over the recipe's `key`.
+    pub key: Option<Vec<String>>,
+    /// Deduplication (`--dedup`); wins over the recipe's. When neither sets it: `Key` if a
+    /// key is given, else `None`.
+    pub dedup: Option<Dedup>,
+    /// Member secret for `keyed_hash` pseudonymisation. Never printed.
+    pub pseudonym_key: Option<[u8; 32]>,
+    /// Where rejected records go (created only if there is a reject).
+    pub reject_path: PathBuf,
+}
+
+impl std::fmt::Debug for IngestOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestOptions")
+            .field("format", &self.format)
+            .field("recipe", &self.recipe)
+            .field("key", &self.key)
+            .field("dedup", &self.dedup)
+            .field("pseudonym_key", &self.pseudonym_key.map(|_| "<secret>"))
+            .field("reject_path", &self.reject_path)
+            .finish()
+    }
+}
+
+/// The outcome of an ingest.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct IngestReport {
+    pub schema: Schema,
+    pub rows_read: u64,
+    pub rows_kept: u64,
+    pub duplicates_removed: u64,
+    pub rows_rejected: u64,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub reject_file: Option<PathBuf>,
+    pub commitment: Hash,
+    /// BLAKE3 over the inputs in order, each as `u64 BE length || bytes`.
+    pub input_hash: Hash,
+    pub recipe_hash: Hash,
+    pub bytes_read: u64,
+    /// Effective deduplication and key.
+    pub dedup: Dedup,
+    pub key: Option<Vec<String>>,
+}
+
+impl serde::Serialize for Dedup {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Dedup::All => "all",
+            Dedup::Key => "key",
+            Dedup::None => "none",
+        })
+    }
+}
+
+fn no_rows(bytes: u64) -> DataError {
+    DataError::Invalid(if bytes == 0 {
+        "no rows: the input is empty".into()
+    } else {
+        "no data rows: the input has a header or structure but no records".into()
+    })
+}
+
+/// A prepared ingest: sample read, schema fixed.
+pub struct Ingest {
+    inputs: Inputs,
+    buffer: VecDeque<(usize, Item, bool)>,
+    named_index: HashMap<String, usize>,
+    cleaner: Cleaner,
+    typer: Typer,
+    schema: Schema,
+    recipe_hash: Hash,
+    dedup: Dedup,
+    key: Option<Vec<String>>,
+    reject_path: PathBuf,
+}
+
+impl Ingest {
+    /// Reads the sample of `inputs` and infers the schema.
+    pub fn open(inputs: &[PathBuf], options: &IngestOptions) -> Result<Self, DataError> {
+        if inputs.is_empty() {
+            return Err(DataError::Invalid("no input files".into()));
+        }
+        let mut src = Inputs {
+            paths: inputs.to_vec(),
+            next: 0,
+            current: None,
+            format: options.format,
+            hasher: Some(blake3::Hasher::new()),
+            done_bytes: 0,
+            columns: None,
+        };
+        src.open_next()?;
+        let mut buffer = VecDeque::new();
+        let mut records = 0usize;
+        let mut named_order: Vec<String> = Vec::new();
+        let mut named_seen: HashSet<String> = HashSet::new();
+        while records < SAMPLE_ROWS {
+            let Some((i, item)) = src.next_item()? else {
+                break;
+            };
+            if let Item::Record(r) = &item {
+                records += 1;
+                if let Fields::Named(pairs) = &r.fields {
+                    for (k, _) in pairs {
+                        if !named_seen.contains(k) {
+                            named_seen.insert(k.clone());
+                            named_order.push(k.clone());
+                        }
+                    }
+                }
+            }
+            buffer.push_back((i, item, false));
+        }
+        if buffer.is_empty() {
+            src.finish_current()?;
+            return Err(no_rows(src.done_bytes));
+        }
+        let (raw_names, declared) = match &src.columns {
+            Some((cols, types, _)) => (cols.clone(), types.clone()),
+            None => (named_order, None),
+        };
+        let named_index: HashMap<String, usize> = raw_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let input_names = finalize_names(raw_names)?;
+        let recipe = options.recipe.clone().unwrap_or_default();
+        let cleaner = Cleaner::new(&recipe, &input_names)?;
+        let mut fixed = cleaner.fixed_types();
+        if let Some(declared) = &declared {
+            for (f, &i) in fixed.iter_mut().zip(cleaner.selection()) {
+                if f.is_none() {
+                    *f = declared.get(i).copied();
+                }
+            }
+        }
+        // Infer on the cleaned sample, keeping the cleaned fields for the run (and the
+        // original text, should the record be rejected later).
+        let mut inference = Inference::new(cleaner.names.len());
+        for (_, item, cleaned) in buffer.iter_mut() {
+            if let Item::Record(r) = item {
+                let fields = match &r.fields {
+                    Fields::Positional(f) => Ok(f.clone()),
+                    Fields::Named(p) => position_named(p.clone(), &named_index),
+                };
+                if let Ok(f) = fields {
+                    let text = cleaner.clean_text(f);
+                    inference.observe(&text);
+                    r.raw = Some(r.raw_text());
+                    r.fields = Fields::Positional(text);
+                    *cleaned = true;
+                }
+            }
+        }
+        let schema = inference.finish(&cleaner.names, &fixed);
+        let key = options.key.clone().or_else(|| recipe.key.clone());
+        let dedup = options.dedup.or(recipe.dedup).unwrap_or(if key.is_some() {
+            Dedup::Key
+        } else {
+            Dedup::None
+        });
+        let typer = Typer::new(
+            &cleaner,
+            &schema,
+            &recipe,
+            dedup,
+            key.as_deref(),
+            options.pseudonym_key,
+        )?;
+        Ok(Self {
+            inputs: src,
+            buffer,
+            named_index,
+            cleaner,
+            typer,
+            schema,
+            recipe_hash: recipe.hash.unwrap_or_else(|| recipe_hash(b"")),
+            dedup,
+            key,
+            reject_path: options.reject_path.clone(),
+        })
+    }
+
+    /// The schema rows will have (nullability from the sample; see the module docs).
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Streams every record through the recipe into `sink`.
+    pub fn run(
+        self,
+        sink: &mut dyn FnMut(Vec<Row>) -> Result<(), DataError>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<IngestReport, DataError> {
+        let Self {
+            mut inputs,
+            mut buffer,
+            named_index,
+            cleaner,
+            typer,
+            schema,
+            recipe_hash,
+            dedup,
+            key,
+            reject_path,
+        } = self;
+        let steps = stage::Steps {
+            cleaner: &cleaner,
+            typer: &typer,
+            named_index: &named_index,
+        };
+        let mut rejects = Rejects {
+            path: reject_path,
+            out: None,
+            count: 0,
+            by_reason: BTreeMap::new(),
+        };
+        let mut seen: HashSet<u128, BuildHasherDefault<FingerprintHasher>> = HashSet::default();
+        let mut commitment = Commitment::new();
+        let mut nulls = vec![false; schema.columns.len()];
+        let (mut read, mut kept, mut dups) = (0u64, 0u64, 0u64);
+        let mut batch: Vec<Row> = Vec::with_capacity(BATCH_ROWS);
+        let mut chunk = read_chunk(&mut inputs, &mut buffer)?;
+        while !chunk.is_empty() {
+            // Read the next chunk while this one is prepared on the other cores.
+            let (next, prepared) = rayon::join(
+                || read_chunk(&mut inputs, &mut buffer),
+                || {
+                    chunk
+                        .into_par_iter()
+                        .map_init(stage::Scratch::default, |scratch, (src, item, cleaned)| {
+                            (src, stage::prepare(&steps, scratch, item, cleaned))
+                        })
+                        .collect::<Vec<_>>()
+                },
+            );
+            for (src, item) in prepared {
+                read += 1;
+                let (row, fingerprint, leaf) = match item {
+                    Prepared::Reject {
+                        number,
+                        kind,
+                        reason,
+                        raw,
+                    } => {
+                        rejects.add(&inputs.paths[src], number, &kind, &reason, &raw)?;
+                        continue;
+                    }
+                    Prepared::Row {
+                        row,
+                        fingerprint,
+                        leaf,
+                    } => (row, fingerprint, leaf),
+                };
+                if let Some(f) = fingerprint {
+                    if !seen.insert(f) {
+                        dups += 1;
+                        continue;
+                    }
+                }
+                for (n, v) in nulls.iter_mut().zip(&row) {
+                    *n |= v.is_null();
+                }
+                commitment.push_leaf_hash(leaf);
+                kept += 1;
+                batch.push(row);
+                if batch.len() >= BATCH_ROWS {
+                    sink(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BATCH_ROWS),
+                    ))?;
+                    progress(inputs.bytes());
+                }
+            }
+            chunk = next?;
+        }
+        if !batch.is_empty() {
+            sink(batch)?;
+        }
+        inputs.finish_current()?;
+        let bytes_read = inputs.done_bytes;
+        progress(bytes_read);
+        if read == 0 {
+            return Err(no_rows(bytes_read));
+        }
+        let reject_file = rejects.finish()?;
+        let mut schema = schema;
+        for (c, n) in schema.columns.iter_mut().zip(nulls) {
+            c.nullable = n;
+        }
+        let input_hash = Hash(
+            *inputs
+                .hasher
+                .take()
+                .unwrap_or_default()
+                .finalize()
+                .as_bytes(),
+        );
+        Ok(IngestReport {
+            schema,
+            rows_read: read,
+            rows_kept: kept,
+            duplicates_removed: dups,
+            rows_rejected: rejects.count,
+            rejects_by_reason: rejects.by_reason,
+            reject_file,
+            commitment: commitment.root(),
+            input_hash,
+            recipe_hash,
+            bytes_read,
+            dedup,
+            key,
+        })
+    }
+}
+
+/// Items per parallel step: enough to amortise the fork and join, few enough that a chunk
+/// of wide records stays small in memory.
+const CHUNK_ITEMS: usize = 4096;
+
+/// The next items in input order, sample first: `(input index, item, already cleaned)`.
+fn read_chunk(
+    inputs: &mut Inputs,
+    buffer: &mut VecDeque<(usize, Item, bool)>,
+) -> Result<Vec<(usize, Item, bool)>, DataError> {
+    let mut chunk = Vec::with_capacity(CHUNK_ITEMS);
+    while chunk.len() < CHUNK_ITEMS {
+        if let Some(sampled) = buffer.pop_front() {
+            chunk.push(sampled);
+            continue;
+        }
+        match inputs.next_item()? {
+            Some((src, item)) => chunk.push((src, item, false)),
+            None => break,
+        }
+    }
+    Ok(chunk)
+}
+
+/// Ingests `inputs`: see the module documentation. `sink` receives rows in row-number
+/// order in batches; `progress` the bytes read so far.
+pub fn ingest(
+    inputs: &[PathBuf],
+    options: &IngestOptions,
+    sink: &mut dyn FnMut(Vec<Row>) -> Result<(), DataError>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<IngestReport, DataError> {
+    Ingest::open(inputs, options)?.run(sink, progress)
+}

@@ -1,0 +1,202 @@
+//! The two halves of the per-record work. [`prepare`] is everything that depends on one
+//! record alone (clean, type, filter, dedup fingerprint, pseudonymise, canonical encoding
+//! and leaf hash) and runs in parallel over a chunk of records; the caller then accepts the
+//! prepared records in input order (dedup set, commitment, batches, reject file), which is
+//! what must be sequential.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::hash::Hasher;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use consort_crypto::Hash;
+
+use crate::clean::{position_named, Cleaner, RowReject, Typer};
+use crate::error::DataError;
+use crate::formats::{truncate_raw, Fields, Item, Record};
+use crate::value::Row;
+
+/// One record after [`prepare`].
+pub(super) enum Prepared {
+    Reject {
+        number: u64,
+        kind: String,
+        reason: String,
+        raw: String,
+    },
+    Row {
+        row: Row,
+        fingerprint: Option<u128>,
+        leaf: Hash,
+    },
+}
+
+/// The recipe's compiled steps [`prepare`] applies, shared by every worker.
+pub(super) struct Steps<'a> {
+    pub cleaner: &'a Cleaner,
+    pub typer: &'a Typer,
+    pub named_index: &'a HashMap<String, usize>,
+}
+
+/// Scratch space one worker reuses across records.
+#[derive(Default)]
+pub(super) struct Scratch {
+    key: Vec<u8>,
+    encoding: Vec<u8>,
+}
+
+/// Prepares one item; `cleaned` says the sample pass already cleaned its fields.
+pub(super) fn prepare(
+    steps: &Steps<'_>,
+    scratch: &mut Scratch,
+    item: Item,
+    cleaned: bool,
+) -> Prepared {
+    let record = match item {
+        Item::Reject(r) => {
+            return Prepared::Reject {
+                number: r.number,
+                kind: r.kind,
+                reason: r.reason,
+                raw: r.raw,
+            }
+        }
+        Item::Record(r) => r,
+    };
+    match typed_row(steps, record, cleaned) {
+        Err((rej, number, raw)) => Prepared::Reject {
+            number,
+            kind: rej.kind,
+            reason: rej.reason,
+            raw,
+        },
+        Ok(mut row) => {
+            // The fingerprint is of the values as read, before pseudonymisation.
+            let fingerprint = steps.typer.dedup_key(&row, &mut scratch.key);
+            steps.typer.pseudonymise(&mut row);
+            scratch.encoding.clear();
+            crate::canonical::encode_row_into(&row, &mut scratch.encoding);
+            let leaf = consort_crypto::merkle::leaf_hash(&scratch.encoding);
+            Prepared::Row {
+                row,
+                fingerprint,
+                leaf,
+            }
+        }
+    }
+}
+
+/// Cleans, types and filters one record.
+fn typed_row(
+    steps: &Steps<'_>,
+    record: Record,
+    cleaned: bool,
+) -> Result<Row, (RowReject, u64, String)> {
+    let number = record.number;
+    let fail = |rej: RowReject, record: &Record| (rej, number, record.raw_text());
+    let positioned;
+    let fields: &[Option<String>] = match &record.fields {
+        Fields::Positional(f) => f,
+        Fields::Named(p) => match position_named(p.clone(), steps.named_index) {
+            Ok(f) => {
+                positioned = f;
+                &positioned
+            }
+            Err(rej) => return Err(fail(rej, &record)),
+        },
+    };
+    let cleaned_fields = if cleaned {
+        fields
+            .iter()
+            .map(|f| f.as_deref().map(Cow::Borrowed))
+            .collect()
+    } else {
+        steps.cleaner.clean_fields(fields)
+    };
+    let row = steps
+        .typer
+        .to_row(cleaned_fields)
+        .map_err(|r| fail(r, &record))?;
+    steps
+        .typer
+        .check_filters(&row)
+        .map_err(|r| fail(r, &record))?;
+    Ok(row)
+}
+
+/// Hashes dedup fingerprints, which are already uniformly distributed (BLAKE3 output), by
+/// taking their low bits: SipHash over them would only cost time.
+#[derive(Default)]
+pub(super) struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+}
+
+pub(super) struct Rejects {
+    pub(super) path: PathBuf,
+    pub(super) out: Option<BufWriter<File>>,
+    pub(super) count: u64,
+    pub(super) by_reason: BTreeMap<String, u64>,
+}
+
+impl Rejects {
+    pub(super) fn add(
+        &mut self,
+        source: &Path,
+        number: u64,
+        kind: &str,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), DataError> {
+        if self.out.is_none() {
+            let f = File::create(&self.path).map_err(|e| {
+                DataError::io(format!("creating reject file {}", self.path.display()), e)
+            })?;
+            self.out = Some(BufWriter::new(f));
+        }
+        let line = serde_json::json!({
+            "source": source.display().to_string(),
+            "record": number,
+            "reason": reason,
+            "raw": truncate_raw(raw),
+        });
+        if let Some(out) = self.out.as_mut() {
+            writeln!(out, "{line}")
+                .map_err(|e| DataError::io(format!("writing {}", self.path.display()), e))?;
+        }
+        self.count += 1;
+        *self.by_reason.entry(kind.to_string()).or_insert(0) += 1;
+        Ok(())
+    }
+
+    pub(super) fn finish(&mut self) -> Result<Option<PathBuf>, DataError> {
+        match self.out.take() {
+            None => Ok(None),
+            Some(out) => {
+                let f = out.into_inner().map_err(|e| {
+                    DataError::io(format!("writing {}", self.path.display()), e.into_error())
+                })?;
+                f.sync_all()
+                    .map_err(|e| DataError::io(format!("writing {}", self.path.display()), e))?;
+                Ok(Some(self.path.clone()))
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Typed values, columns and schemas: the vocabulary every other module of this crate uses.
+
+use serde::{Deserialize, Serialize};
+
+/// The column types consort infers and stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Integer,
+    Float,
+    Boolean,
+    Text,
+    Date,
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "integer",
+            ColumnType::Float => "float",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Text => "text",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+
+    /// The type named `s` (as in recipes and schemas), if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "integer" | "int" | "bigint" => ColumnType::Integer,
+            "float" | "double" | "real" => ColumnType::Float,
+            "boolean" | "bool" => ColumnType::Boolean,
+            "text" | "string" => ColumnType::Text,
+            "date" => ColumnType::Date,
+            "timestamp" | "datetime" => ColumnType::Timestamp,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One column of a dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// The ordered columns of a dataset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    pub columns: Vec<Column>,
+}
+
+impl Schema {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+}
+
+/// One cell. Dates are calendar days; timestamps are UTC with microsecond precision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Text(String),
+    Date(chrono::NaiveDate),
+    Timestamp(chrono::DateTime<chrono::Utc>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The type of a non-null value.
+    pub fn column_type(&self) -> Option<ColumnType> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Integer(_) => ColumnType::Integer,
+            Value::Float(_) => ColumnType::Float,
+            Value::Boolean(_) => ColumnType::Boolean,
+            Value::Text(_) => ColumnType::Text,
+            Value::Date(_) => ColumnType::Date,
+            Value::Timestamp(_) => ColumnType::Timestamp,
+        })
+    }
+}
+
+/// One row: a value per schema column, in schema order.
+pub type Row = Vec<Value>;

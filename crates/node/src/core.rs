@@ -1,0 +1,435 @@
+//! The node's core, independent of sockets: the chain over its block store, Raft over a
+//! [`Transport`], the sequencer, and the background tasks that follow membership. It also
+//! owns the submission path every front end uses ([`NodeShared::submit`]).
+//!
+//! [`crate::node::run`] puts TLS links and the HTTP API around a core; tests can instead wire
+//! several cores together over an in-memory [`crate::transport::MemHub`].
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use consort_crypto::{Hash, MemberId, SecretKey};
+use consort_ledger::{Genesis, LedgerError, LedgerState, RedbBlockStore, Transaction};
+use futures::future::BoxFuture;
+use openraft::{BasicNode, ServerState};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::chain::{Chain, Committed};
+use crate::error::NodeError;
+use crate::peer::PeerHandler;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{decode, encode, Network, PeerRequest};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{raft_config, NodeId, Raft};
+use crate::sequencer::Sequencer;
+use crate::transport::Transport;
+
+/// How long a submitter waits for its transaction to be committed before it is told so.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the front ends (API, tests) share.
+pub struct NodeShared {
+    pub chain: Arc<Chain>,
+    pub sequencer: Arc<Sequencer>,
+    pub raft: Raft,
+    /// The API bearer token; wiped from memory when the node stops.
+    pub token: zeroize::Zeroizing<String>,
+    pub me: MemberId,
+    pub name: String,
+    /// Incoming MPC traffic, by session.
+    pub mpc: Arc<crate::mpc::MpcRouter>,
+    /// The links to the other members (for MPC sessions).
+    pub links: Arc<dyn Transport>,
+    /// The member's signing key (decisions and attestations of joint queries).
+    pub key: Arc<SecretKey>,
+    /// Joint-query bookkeeping.
+    pub queries: Arc<crate::query::QueryService>,
+}
+
+/// A submitted transaction that was taken in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Queued at the leader; not waited for.
+    Pending(Hash),
+    /// In a block applied on this node (valid, or recorded invalid with its reason).
+    Committed(Committed),
+}
+
+/// Why a submitted transaction was not (yet) committed.
+#[derive(Debug)]
+pub enum Refusal {
+    /// This node's check against its ledger state failed.
+    Rejected(LedgerError),
+    /// The leader's full check failed.
+    RefusedByLeader(crate::raft::network::ForwardRefusal),
+    /// Nothing committed it within [`COMMIT_TIMEOUT`]; it may still commit later.
+    NotCommitted(Hash),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Rejected(e) => write!(f, "transaction rejected: {e}"),
+            Refusal::RefusedByLeader(reason) => write!(f, "transaction rejected: {reason}"),
+            Refusal::NotCommitted(id) => write!(
+                f,
+                "transaction {id} was not committed within {}s (is a majority of members up?); it may still be committed later",
+                COMMIT_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+impl NodeShared {
+    /// Checks, routes and (with `wait`) awaits a batch. Each transaction gets its own result;
+    /// failing to reach a leader fails the whole call.
+    pub async fn submit(
+        &self,
+        txs: Vec<Transaction>,
+        wait: bool,
+    ) -> Result<Vec<Result<Submitted, Refusal>>, NodeError> {
+        // The leader checks everything it queues; a follower pre-checks cheaply and leaves
+        // the signatures to the leader, so each signature is verified strictly once on intake.
+        let leading = self.sequencer.believes_leader();
+        let (txs, checks) = self.chain.check_off_runtime(txs, leading).await?;
+        let mut results: Vec<Result<Submitted, Refusal>> = Vec::with_capacity(txs.len());
+        let mut accepted = Vec::new();
+        let mut accepted_slots = Vec::new();
+        let mut waiters = Vec::new();
+        for (tx, check) in txs.into_iter().zip(checks) {
+            match check {
+                Ok(()) => {
+                    let id = tx.id();
+                    if wait {
+                        waiters.push((results.len(), id, self.chain.wait_for(id)));
+                    }
+                    accepted_slots.push(results.len());
+                    results.push(Ok(Submitted::Pending(id)));
+                    accepted.push(tx);
+                }
+                Err(e) => results.push(Err(Refusal::Rejected(e))),
+            }
+        }
+        let answers = match self.sequencer.route(accepted).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                for (_, id, _) in &waiters {
+                    self.chain.forget_waiter(id);
+                }
+                return Err(e);
+            }
+        };
+        let mut refused = HashSet::new();
+        for (slot, answer) in accepted_slots.into_iter().zip(answers) {
+            if let Err(reason) = answer {
+                refused.insert(slot);
+                results[slot] = Err(Refusal::RefusedByLeader(reason));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        for (slot, id, receiver) in waiters {
+            if refused.contains(&slot) {
+                self.chain.forget_waiter(&id);
+                continue;
+            }
+            results[slot] = match tokio::time::timeout_at(deadline, receiver).await {
+                Ok(Ok(committed)) => Ok(Submitted::Committed(committed)),
+                _ => {
+                    self.chain.forget_waiter(&id);
+                    Err(Refusal::NotCommitted(id))
+                }
+            };
+        }
+        Ok(results)
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let metrics = self.raft.metrics().borrow().clone();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let (chain_id, height, head, state_root, members) = self.chain.read(|s| {
+            (
+                s.chain_id(),
+                s.height(),
+                s.head_hash(),
+                s.state_root(),
+                s.members()
+                    .iter()
+                    .map(|(id, info)| {
+                        json!({
+                            "member_id": id.to_string(), "name": info.name,
+                            "peer_addr": info.peer_addr, "api_addr": info.api_addr,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let leader = metrics
+            .current_leader
+            .and_then(|n| self.chain.member_for_node(n))
+            .map(|m| m.to_string());
+        json!({
+            "name": self.name,
+            "member_id": self.me.to_string(),
+            "chain_id": chain_id.to_string(),
+            "height": height,
+            "head_hash": head.to_string(),
+            "state_root": state_root.to_string(),
+            "role": role,
+            "leader": leader,
+            "term": metrics.current_term,
+            "members": members,
+            "halted": self.chain.halted(),
+        })
+    }
+}
+
+/// Answers peers' requests: Raft RPCs, forwarded transactions and MPC chunks.
+struct PeerService {
+    raft: Raft,
+    sequencer: Arc<Sequencer>,
+    mpc: Arc<crate::mpc::MpcRouter>,
+    shared: Arc<NodeShared>,
+}
+
+impl PeerHandler for PeerService {
+    fn handle(&self, from: MemberId, body: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        if crate::mpc::wire::is_chunk(&body) {
+            let delivered = crate::mpc::wire::decode_chunk(body)
+                .and_then(|chunk| self.mpc.deliver(from, chunk))
+                .map(|()| Vec::new());
+            return Box::pin(async move { delivered });
+        }
+        let raft = self.raft.clone();
+        let sequencer = self.sequencer.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            match decode::<PeerRequest>(&body)? {
+                PeerRequest::AppendEntries(rpc) => encode(&raft.append_entries(rpc).await),
+                PeerRequest::Vote(rpc) => encode(&raft.vote(rpc).await),
+                PeerRequest::InstallSnapshot(rpc) => encode(&raft.install_snapshot(rpc).await),
+                PeerRequest::Forward(txs) => encode(&sequencer.accept_forwarded(txs).await),
+                PeerRequest::Ping => Ok(Vec::new()),
+                PeerRequest::FetchPage(req) => {
+                    encode(&crate::datasets::fetch::serve_page(&shared, from, req).await)
+                }
+                PeerRequest::FetchDone(req) => {
+                    encode(&crate::datasets::fetch::serve_done(&shared, from, req).await)
+                }
+            }
+        })
+    }
+}
+
+/// Called with the ledger state whenever the member set may have changed (and once at
+/// start): the TLS front end points its trust set and peer list at the members.
+pub type MembersHook = Box<dyn Fn(&LedgerState) + Send + Sync>;
+
+/// A running node core.
+pub struct NodeCore {
+    pub shared: Arc<NodeShared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn raft_err(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Raft(e.to_string())
+}
+
+impl NodeCore {
+    /// Opens the node's stores under `data_dir`, starts Raft over `transport`, and starts the
+    /// sequencer and membership tasks.
+    pub async fn start(
+        name: &str,
+        key: Arc<SecretKey>,
+        token: zeroize::Zeroizing<String>,
+        genesis: &Genesis,
+        data_dir: &Path,
+        transport: Arc<dyn Transport>,
+        on_members: MembersHook,
+    ) -> Result<Self, NodeError> {
+        let me = key.member_id();
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| NodeError::io(format!("creating {}", data_dir.display()), e))?;
+        let store = RedbBlockStore::open(&data_dir.join("blocks.redb"))?;
+        let chain = Arc::new(Chain::open(genesis, Arc::new(store))?);
+        chain.read(|s| on_members(s));
+        let chain_id = chain.read(|s| s.chain_id());
+
+        let raft_cfg = Arc::new(raft_config(&chain_id.to_string()).map_err(raft_err)?);
+        let log_store = LogStore::open(&data_dir.join("raft.redb"))
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let state_machine = StateMachine::new(chain.clone()).map_err(raft_err)?;
+        let network = Network::new(transport.clone(), chain.clone());
+        let raft = Raft::new(
+            me.raft_node_id(),
+            raft_cfg,
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(raft_err)?;
+        let founders: BTreeMap<NodeId, BasicNode> = genesis
+            .members
+            .iter()
+            .map(|m| (m.id().raft_node_id(), BasicNode::new(&m.peer_addr)))
+            .collect();
+        if founders.contains_key(&me.raft_node_id())
+            && !raft.is_initialized().await.map_err(raft_err)?
+        {
+            // Every founder proposes the same initial membership; openraft accepts it once.
+            if let Err(e) = raft.initialize(founders).await {
+                tracing::debug!("raft initialize: {e}");
+            }
+        }
+
+        let sequencer = Arc::new(Sequencer::new(
+            chain.clone(),
+            raft.clone(),
+            key.clone(),
+            transport.clone(),
+        ));
+        let shared = Arc::new(NodeShared {
+            chain: chain.clone(),
+            sequencer: sequencer.clone(),
+            raft: raft.clone(),
+            token,
+            me,
+            name: name.to_string(),
+            mpc: crate::mpc::MpcRouter::new(),
+            links: transport.clone(),
+            key,
+            queries: crate::query::QueryService::new(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(sequencer.run(stop_rx.clone())),
+            tokio::spawn(follow_membership(chain, raft, on_members, stop_rx.clone())),
+            tokio::spawn(crate::query::follow_queries(shared.clone(), stop_rx)),
+        ];
+        Ok(Self {
+            shared,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The handler that answers this node's peers.
+    pub fn peer_handler(&self) -> Arc<dyn PeerHandler> {
+        Arc::new(PeerService {
+            raft: self.shared.raft.clone(),
+            sequencer: self.shared.sequencer.clone(),
+            mpc: self.shared.mpc.clone(),
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// A future that completes when [`NodeCore::shutdown`] begins.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops Raft and the background tasks.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.shared.raft.shutdown().await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Applies ledger membership changes to the front end (through the hook) and, on the
+/// leader, to Raft's voter set.
+async fn follow_membership(
+    chain: Arc<Chain>,
+    raft: Raft,
+    on_members: MembersHook,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changes = chain.subscribe_members();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = changes.changed() => chain.read(|s| on_members(s)),
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = reconcile_voters(&chain, &raft).await {
+            tracing::warn!("updating the Raft membership: {e}");
+        }
+    }
+}
+
+/// On the leader, makes Raft's voters equal the ledger's members: a new member first joins
+/// as a learner and is promoted once it has caught up; a removed member is dropped.
+async fn reconcile_voters(chain: &Chain, raft: &Raft) -> Result<(), NodeError> {
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.state != ServerState::Leader {
+        return Ok(());
+    }
+    let wanted: BTreeMap<NodeId, String> = chain.read(|s| {
+        s.members()
+            .iter()
+            .map(|(id, m)| (id.raft_node_id(), m.peer_addr.clone()))
+            .collect()
+    });
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+    let wanted_ids: BTreeSet<NodeId> = wanted.keys().copied().collect();
+    if voters == wanted_ids && known == wanted_ids {
+        return Ok(());
+    }
+    let last_log = metrics.last_log_index.unwrap_or(0);
+    let mut lagging = false;
+    for (id, addr) in &wanted {
+        if !known.contains(id) {
+            raft.add_learner(*id, BasicNode::new(addr), false)
+                .await
+                .map_err(raft_err)?;
+            lagging = true;
+            continue;
+        }
+        if !voters.contains(id) {
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0);
+            // Promote only a learner that holds (nearly) the whole log, so the new quorum
+            // can commit at once.
+            if matched + 8 < last_log {
+                lagging = true;
+            }
+        }
+    }
+    if lagging {
+        return Ok(());
+    }
+    raft.change_membership(wanted_ids, false)
+        .await
+        .map_err(raft_err)?;
+    Ok(())
+}

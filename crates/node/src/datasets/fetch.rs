@@ -1,0 +1,510 @@
+//! Plain data sharing (`consort dataset fetch OWNER/NAME`): a member copies rows of another
+//! member's table dataset over the TLS link, if the owner's grants give it `plain` on every
+//! column it asks for.
+//!
+//! The recipient (the CLI, through its own node, which relays each request to the owner's
+//! node over the peer link) pages through the rows in row-number order and checks them
+//! against the ledger: with every column it recomputes the dataset's Merkle commitment from
+//! the rows themselves; with a column subset the owner also sends each row's leaf hash (the
+//! hash of the whole row's canonical encoding), so the recipient checks that it got exactly
+//! the committed rows, in order, with the committed count — but it cannot check the
+//! projected values against the leaves without the other columns, which it may not see
+//! (docs/FORMAT.md §17). Finally the recipient reports the row count and the hash of what
+//! it received; the owner recomputes both from its own table and records a `DataTransfer`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use consort_crypto::{merkle, Hash, MemberId};
+use consort_data::canonical::{date_to_days, encode_row, timestamp_to_micros, Commitment};
+use consort_data::formats::{create_writer, Format};
+use consort_data::{Column, Row, Schema, Value};
+use consort_ledger::dataset::{DatasetKind, DatasetRecord};
+use consort_ledger::policy::{DataTransfer, Permission};
+use consort_ledger::TxPayload;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ledger_record, schema_of, table_name};
+use crate::client::ApiClient;
+use crate::config::MemberDir;
+use crate::core::NodeShared;
+use crate::error::NodeError;
+
+/// Rows per page: small enough for one peer frame and one API response.
+pub const PAGE_ROWS: usize = 5_000;
+
+/// A value on the wire: floats travel as their bits (so JSON relays keep them exact), dates
+/// as days since 1970-01-01, timestamps as microseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WireValue {
+    Null,
+    Integer(i64),
+    Float(u64),
+    Boolean(bool),
+    Text(String),
+    Date(i32),
+    Timestamp(i64),
+}
+
+impl From<&Value> for WireValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::Null => WireValue::Null,
+            Value::Integer(i) => WireValue::Integer(*i),
+            Value::Float(f) => WireValue::Float(f.to_bits()),
+            Value::Boolean(b) => WireValue::Boolean(*b),
+            Value::Text(s) => WireValue::Text(s.clone()),
+            Value::Date(d) => WireValue::Date(date_to_days(*d)),
+            Value::Timestamp(t) => WireValue::Timestamp(timestamp_to_micros(*t)),
+        }
+    }
+}
+
+impl WireValue {
+    pub fn to_value(&self) -> Result<Value, String> {
+        Ok(match self {
+            WireValue::Null => Value::Null,
+            WireValue::Integer(i) => Value::Integer(*i),
+            WireValue::Float(bits) => Value::Float(f64::from_bits(*bits)),
+            WireValue::Boolean(b) => Value::Boolean(*b),
+            WireValue::Text(s) => Value::Text(s.clone()),
+            WireValue::Date(days) => {
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+                Value::Date(
+                    epoch
+                        .checked_add_signed(chrono::Duration::days(i64::from(*days)))
+                        .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?,
+                )
+            }
+            WireValue::Timestamp(us) => Value::Timestamp(
+                DateTime::<Utc>::from_timestamp_micros(*us)
+                    .ok_or_else(|| format!("timestamp {us} µs is out of range"))?,
+            ),
+        })
+    }
+}
+
+/// One page request, relayed by the recipient's node to the owner's node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageRequest {
+    pub dataset: String,
+    pub version_tx: Hash,
+    /// Empty: every column.
+    pub columns: Vec<String>,
+    pub after_row: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Page {
+    /// `(row number, projected values)` in row-number order.
+    pub rows: Vec<(u64, Vec<WireValue>)>,
+    /// For a column subset: each row's leaf hash (of the whole row).
+    pub leaf_hashes: Vec<Hash>,
+}
+
+/// The recipient's confirmation after the last page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoneRequest {
+    pub dataset: String,
+    pub version_tx: Hash,
+    pub columns: Vec<String>,
+    pub rows: u64,
+    pub content_hash: Hash,
+}
+
+/// Domain of [`ContentHasher`].
+pub const TRANSFER_DOMAIN: &str = "consort/transfer/v1";
+
+/// BLAKE3 over `"consort/transfer/v1" || 0x00 || u32 column count || each column name
+/// (u32 length, UTF-8) || each row: u64 row number || u32 length || canonical encoding of
+/// the projected row` (all integers little-endian).
+pub struct ContentHasher(blake3::Hasher);
+
+impl ContentHasher {
+    pub fn new(columns: &[String]) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(TRANSFER_DOMAIN.as_bytes());
+        h.update(&[0]);
+        h.update(&(columns.len() as u32).to_le_bytes());
+        for c in columns {
+            h.update(&(c.len() as u32).to_le_bytes());
+            h.update(c.as_bytes());
+        }
+        Self(h)
+    }
+
+    pub fn push(&mut self, row_number: u64, projected: &Row) {
+        let enc = encode_row(projected);
+        self.0.update(&row_number.to_le_bytes());
+        self.0.update(&(enc.len() as u32).to_le_bytes());
+        self.0.update(&enc);
+    }
+
+    pub fn finish(&self) -> Hash {
+        Hash(*self.0.finalize().as_bytes())
+    }
+}
+
+/// The columns asked for, by name and position in the full schema.
+type Picked = Vec<(String, usize)>;
+
+/// What the owner's node checks on every request: the dataset is this member's table at
+/// that version, the columns exist, and `from` holds `plain` on each (an owner fetching its
+/// own data needs no grant). Returns the record, the full schema and the column names and
+/// positions asked for.
+fn authorize(
+    node: &NodeShared,
+    from: &MemberId,
+    dataset: &str,
+    version_tx: &Hash,
+    columns: &[String],
+) -> Result<(DatasetRecord, Schema, Picked), String> {
+    let me = node.me;
+    let now = crate::sequencer::now_ms();
+    node.chain.read(|state| {
+        let entry = state
+            .dataset(&me, dataset)
+            .ok_or_else(|| format!("{} has no dataset named {dataset}", node.name))?;
+        if entry.tx_id != *version_tx {
+            return Err(format!(
+                "dataset {dataset} is now at version {} ({}); fetch that version",
+                entry.record.version, entry.tx_id
+            ));
+        }
+        if entry.record.kind != DatasetKind::Table {
+            return Err(format!(
+                "{dataset} is a files dataset; fetching files is not supported yet"
+            ));
+        }
+        let schema = schema_of(&entry.record.columns).map_err(|e| e.to_string())?;
+        let wanted: Vec<String> = if columns.is_empty() {
+            schema.columns.iter().map(|c| c.name.clone()).collect()
+        } else {
+            columns.to_vec()
+        };
+        let mut picked = Vec::with_capacity(wanted.len());
+        for name in wanted {
+            let index = schema
+                .index_of(&name)
+                .ok_or_else(|| format!("dataset {dataset} has no column {name:?}"))?;
+            if *from != me {
+                let plain = state.grants_on(&me, dataset).any(|g| {
+                    g.applies_to(from, now)
+                        && g.grant.permissions_on(&name).contains(&Permission::Plain)
+                });
+                if !plain {
+                    let who = state
+                        .members()
+                        .get(from)
+                        .map(|m| m.name.clone())
+                        .unwrap_or_else(|| from.to_string());
+                    return Err(format!(
+                        "column {name:?} of {dataset} lacks permission \"plain\" for {who}"
+                    ));
+                }
+            }
+            picked.push((name, index));
+        }
+        Ok((entry.record.clone(), schema, picked))
+    })
+}
+
+fn project(row: &Row, picked: &[(String, usize)]) -> Row {
+    picked
+        .iter()
+        .map(|(_, i)| row.get(*i).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Owner side: one page of rows for `from`.
+pub async fn serve_page(
+    node: &NodeShared,
+    from: MemberId,
+    req: PageRequest,
+) -> Result<Page, String> {
+    let (record, schema, picked) =
+        authorize(node, &from, &req.dataset, &req.version_tx, &req.columns)?;
+    let store = node.queries.store().await.map_err(|e| e.to_string())?;
+    let table = table_name(&record.name, record.version);
+    let rows = store
+        .read_rows(&table, &schema, req.after_row, PAGE_ROWS)
+        .await
+        .map_err(|e| format!("reading {}: {e}", record.name))?;
+    let subset = picked.len() != schema.columns.len();
+    let mut page = Page::default();
+    for (number, row) in rows {
+        if subset {
+            page.leaf_hashes.push(merkle::leaf_hash(&encode_row(&row)));
+        }
+        let projected = project(&row, &picked);
+        page.rows
+            .push((number, projected.iter().map(WireValue::from).collect()));
+    }
+    Ok(page)
+}
+
+/// Owner side: checks the recipient's count and content hash against its own table and
+/// records the `DataTransfer`; returns its transaction id.
+pub async fn serve_done(
+    node: &NodeShared,
+    from: MemberId,
+    req: DoneRequest,
+) -> Result<Hash, String> {
+    let (record, schema, picked) =
+        authorize(node, &from, &req.dataset, &req.version_tx, &req.columns)?;
+    let store = node.queries.store().await.map_err(|e| e.to_string())?;
+    let table = table_name(&record.name, record.version);
+    let names: Vec<String> = picked.iter().map(|(n, _)| n.clone()).collect();
+    let mut hasher = ContentHasher::new(&names);
+    let mut count = 0u64;
+    let mut after = None;
+    loop {
+        let rows = store
+            .read_rows(&table, &schema, after, PAGE_ROWS)
+            .await
+            .map_err(|e| format!("reading {}: {e}", record.name))?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(*last);
+        for (number, row) in &rows {
+            hasher.push(*number, &project(row, &picked));
+            count += 1;
+        }
+    }
+    if count != req.rows || hasher.finish() != req.content_hash {
+        return Err(format!(
+            "the recipient reports {} rows with content hash {}, but {} sent {count} rows hashing to {}",
+            req.rows,
+            req.content_hash,
+            node.name,
+            hasher.finish()
+        ));
+    }
+    let payload = TxPayload::DataTransfer(DataTransfer {
+        recipient: from,
+        dataset: record.name.clone(),
+        version_tx: req.version_tx,
+        columns: names,
+        rows: count,
+        content_hash: req.content_hash,
+    });
+    crate::query::submit_payload(node, payload)
+        .await
+        .map(|c| c.tx_id)
+        .map_err(|e| format!("recording the transfer: {e}"))
+}
+
+/// What `dataset fetch` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchSummary {
+    pub owner: String,
+    pub dataset: String,
+    pub version: u32,
+    pub columns: Vec<String>,
+    pub rows: u64,
+    pub out: PathBuf,
+    /// `"commitment"` (every column: the rows recompute the ledger commitment) or
+    /// `"leaf hashes"` (a subset: the committed rows' leaf hashes and count were checked).
+    pub verified_by: String,
+    pub content_hash: String,
+    pub transfer_tx: String,
+}
+
+/// Recipient side (runs beside the member directory, through its node's API): fetches every
+/// page, verifies it against the ledger, writes `out` (format from its extension: csv,
+/// ndjson, json or parquet), and has the owner record the transfer. On any failure the
+/// output file is removed.
+pub async fn fetch(
+    dir: &MemberDir,
+    owner: &str,
+    name: &str,
+    columns: &[String],
+    out: &Path,
+) -> Result<FetchSummary, NodeError> {
+    let format = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(Format::parse)
+        .ok_or_else(|| {
+            NodeError::Rejected(format!(
+                "cannot tell the format of {} from its extension (use .csv, .ndjson, .json or .parquet)",
+                out.display()
+            ))
+        })?;
+    let client = ApiClient::for_dir(dir)?;
+    let owner_id = resolve_member(&client, owner).await?;
+    let (record, version_tx) = ledger_record(&client, &owner_id, name)
+        .await?
+        .ok_or_else(|| NodeError::Rejected(format!("{owner} has no dataset named {name}")))?;
+    if record.kind != DatasetKind::Table {
+        return Err(NodeError::Rejected(format!(
+            "{name} is a files dataset; fetching files is not supported yet"
+        )));
+    }
+    let schema = schema_of(&record.columns)?;
+    let names: Vec<String> = if columns.is_empty() {
+        schema.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        columns.to_vec()
+    };
+    let mut projected_columns: Vec<Column> = Vec::with_capacity(names.len());
+    for n in &names {
+        let c = schema
+            .columns
+            .iter()
+            .find(|c| &c.name == n)
+            .ok_or_else(|| NodeError::Rejected(format!("{name} has no column {n:?}")))?;
+        projected_columns.push(c.clone());
+    }
+    let whole = names.len() == schema.columns.len()
+        && names.iter().zip(&schema.columns).all(|(a, b)| *a == b.name);
+    let result = fetch_into(
+        &client,
+        FetchTarget {
+            owner: owner_id,
+            record: &record,
+            version_tx,
+            names: &names,
+            whole,
+        },
+        &Schema {
+            columns: projected_columns,
+        },
+        format,
+        out,
+    )
+    .await;
+    let (rows, content_hash, transfer_tx) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(out);
+            return Err(e);
+        }
+    };
+    Ok(FetchSummary {
+        owner: owner.to_string(),
+        dataset: name.to_string(),
+        version: record.version,
+        columns: names,
+        rows,
+        out: out.to_path_buf(),
+        verified_by: if whole { "commitment" } else { "leaf hashes" }.into(),
+        content_hash: content_hash.to_string(),
+        transfer_tx: transfer_tx.to_string(),
+    })
+}
+
+struct FetchTarget<'a> {
+    owner: MemberId,
+    record: &'a DatasetRecord,
+    version_tx: Hash,
+    names: &'a [String],
+    whole: bool,
+}
+
+async fn fetch_into(
+    client: &ApiClient,
+    target: FetchTarget<'_>,
+    schema: &Schema,
+    format: Format,
+    out: &Path,
+) -> Result<(u64, Hash, Hash), NodeError> {
+    let mut writer = create_writer(format, out, schema)?;
+    let mut commitment = Commitment::new();
+    let mut hasher = ContentHasher::new(target.names);
+    let mut after: Option<u64> = None;
+    let mut count = 0u64;
+    let columns = if target.whole {
+        Vec::new()
+    } else {
+        target.names.to_vec()
+    };
+    loop {
+        let request = json!({
+            "owner": target.owner.to_string(),
+            "request": PageRequest {
+                dataset: target.record.name.clone(),
+                version_tx: target.version_tx,
+                columns: columns.clone(),
+                after_row: after,
+            },
+        });
+        let answer = client
+            .post_json("/api/datasets/fetch-page", &request)
+            .await?;
+        let page: Page = serde_json::from_value(answer)
+            .map_err(|e| NodeError::Rejected(format!("malformed page from the owner: {e}")))?;
+        if page.rows.is_empty() {
+            break;
+        }
+        if !target.whole && page.leaf_hashes.len() != page.rows.len() {
+            return Err(NodeError::Rejected(
+                "the owner sent a page without one leaf hash per row".into(),
+            ));
+        }
+        let mut rows = Vec::with_capacity(page.rows.len());
+        for (i, (number, values)) in page.rows.iter().enumerate() {
+            if after.is_some_and(|a| *number <= a) || values.len() != target.names.len() {
+                return Err(NodeError::Rejected(format!(
+                    "the owner sent a malformed row (number {number})"
+                )));
+            }
+            after = Some(*number);
+            let row: Row = values
+                .iter()
+                .map(WireValue::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(NodeError::Rejected)?;
+            if target.whole {
+                commitment.push_row(&row);
+            } else {
+                commitment.push_leaf_hash(page.leaf_hashes[i]);
+            }
+            hasher.push(*number, &row);
+            rows.push(row);
+            count += 1;
+        }
+        writer.write_rows(&rows)?;
+    }
+    writer.finish()?;
+    if count != target.record.row_count || commitment.root() != target.record.commitment {
+        return Err(NodeError::Rejected(format!(
+            "the fetched rows do not match the ledger: {count} rows with root {}, the ledger records {} rows with root {}",
+            commitment.root(),
+            target.record.row_count,
+            target.record.commitment
+        )));
+    }
+    let content_hash = hasher.finish();
+    let done = json!({
+        "owner": target.owner.to_string(),
+        "request": DoneRequest {
+            dataset: target.record.name.clone(),
+            version_tx: target.version_tx,
+            columns,
+            rows: count,
+            content_hash,
+        },
+    });
+    let answer = client.post_json("/api/datasets/fetch-done", &done).await?;
+    let transfer_tx = answer["transfer_tx"]
+        .as_str()
+        .and_then(|s| s.parse::<Hash>().ok())
+        .ok_or_else(|| NodeError::Rejected("the owner did not record the transfer".into()))?;
+    Ok((count, content_hash, transfer_tx))
+}
+
+/// The member named `who` (by name or member id) in the node's view of the ledger.
+pub async fn resolve_member(client: &ApiClient, who: &str) -> Result<MemberId, NodeError> {
+    let status = client.status().await?;
+    for m in status["members"].as_array().into_iter().flatten() {
+        if m["name"].as_str() == Some(who) || m["member_id"].as_str() == Some(who) {
+            if let Some(id) = m["member_id"].as_str().and_then(|s| s.parse().ok()) {
+                return Ok(id);
+            }
+        }
+    }
+    Err(NodeError::Rejected(format!(
+        "no member named {who:?} in the consortium"
+    )))
+}

@@ -1,0 +1,46 @@
+//! The node crate's error type.
+
+use crate::peer::PeerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Ledger(#[from] consort_ledger::LedgerError),
+    #[error(transparent)]
+    Crypto(#[from] consort_crypto::CryptoError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Data(#[from] consort_data::DataError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt data directory: {0}")]
+    Corrupt(String),
+    #[error("the ledger halted: {0}")]
+    Halted(String),
+    #[error("{0}")]
+    NoQuorum(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

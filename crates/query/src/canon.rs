@@ -1,0 +1,185 @@
+//! Canonical byte encoding of values, predicates and rows, shared by the plan hash, the
+//! result-table hash and the query protocol's public messages. Built on
+//! `consort_crypto::encoding` (big-endian fixed width, u32-length-prefixed strings).
+//!
+//! A value is one tag byte then its payload: 0 NULL; 1 integer (i64 as u64); 2 float
+//! (IEEE-754 bits as u64); 3 boolean (one byte); 4 text (string); 5 date (days since
+//! 0001-01-01 as i64 as u64); 6 timestamp (microseconds since the Unix epoch as u64).
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Datelike, NaiveDate};
+use consort_crypto::encoding::{Reader, Writer};
+use consort_crypto::DecodeError;
+use consort_data::store::{CmpOp, Predicate};
+use consort_data::Value;
+
+pub(crate) fn put_value(w: &mut Writer, v: &Value) {
+    match v {
+        Value::Null => {
+            w.u8(0);
+        }
+        Value::Integer(i) => {
+            w.u8(1).u64(*i as u64);
+        }
+        Value::Float(f) => {
+            w.u8(2).u64(f.to_bits());
+        }
+        Value::Boolean(b) => {
+            w.u8(3).bool(*b);
+        }
+        Value::Text(s) => {
+            w.u8(4).string(s);
+        }
+        Value::Date(d) => {
+            w.u8(5).u64(i64::from(d.num_days_from_ce()) as u64);
+        }
+        Value::Timestamp(t) => {
+            w.u8(6).u64(t.timestamp_micros() as u64);
+        }
+    }
+}
+
+pub(crate) fn get_value(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
+    Ok(match r.u8()? {
+        0 => Value::Null,
+        1 => Value::Integer(r.u64()? as i64),
+        2 => Value::Float(f64::from_bits(r.u64()?)),
+        3 => Value::Boolean(r.bool()?),
+        4 => Value::Text(r.string()?),
+        5 => {
+            let days = r.u64()? as i64;
+            let d = i32::try_from(days)
+                .ok()
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .ok_or_else(|| r.error("date out of range"))?;
+            Value::Date(d)
+        }
+        6 => {
+            let t = DateTime::from_timestamp_micros(r.u64()? as i64)
+                .ok_or_else(|| r.error("timestamp out of range"))?;
+            Value::Timestamp(t)
+        }
+        t => return Err(r.error(format!("unknown value tag {t}"))),
+    })
+}
+
+pub(crate) fn put_row(w: &mut Writer, row: &[Value]) {
+    w.length_prefix(row.len());
+    for v in row {
+        put_value(w, v);
+    }
+}
+
+pub(crate) fn get_row(r: &mut Reader<'_>) -> Result<Vec<Value>, DecodeError> {
+    // Every value takes at least one byte, so the count is bounded by the input left.
+    let n = r.count(1)?;
+    (0..n).map(|_| get_value(r)).collect()
+}
+
+pub(crate) fn put_rows(w: &mut Writer, rows: &[Vec<Value>]) {
+    w.length_prefix(rows.len());
+    for row in rows {
+        put_row(w, row);
+    }
+}
+
+pub(crate) fn get_rows(r: &mut Reader<'_>) -> Result<Vec<Vec<Value>>, DecodeError> {
+    let n = r.count(4)?;
+    (0..n).map(|_| get_row(r)).collect()
+}
+
+pub(crate) fn cmp_code(op: CmpOp) -> u8 {
+    match op {
+        CmpOp::Eq => 0,
+        CmpOp::NotEq => 1,
+        CmpOp::Lt => 2,
+        CmpOp::LtEq => 3,
+        CmpOp::Gt => 4,
+        CmpOp::GtEq => 5,
+    }
+}
+
+pub(crate) fn put_predicate(w: &mut Writer, p: &Predicate) {
+    match p {
+        Predicate::Compare { column, op, value } => {
+            w.u8(0).string(column).u8(cmp_code(*op));
+            put_value(w, value);
+        }
+        Predicate::And(ps) | Predicate::Or(ps) => {
+            w.u8(if matches!(p, Predicate::And(_)) { 1 } else { 2 });
+            w.length_prefix(ps.len());
+            for q in ps {
+                put_predicate(w, q);
+            }
+        }
+        Predicate::Not(q) => {
+            w.u8(3);
+            put_predicate(w, q);
+        }
+        Predicate::In {
+            column,
+            values,
+            negated,
+        } => {
+            w.u8(4).string(column).bool(*negated);
+            put_row(w, values);
+        }
+        Predicate::Between {
+            column,
+            low,
+            high,
+            negated,
+        } => {
+            w.u8(5).string(column).bool(*negated);
+            put_value(w, low);
+            put_value(w, high);
+        }
+        Predicate::Like {
+            column,
+            pattern,
+            negated,
+        } => {
+            w.u8(6).string(column).bool(*negated).string(pattern);
+        }
+        Predicate::IsNull { column, negated } => {
+            w.u8(7).string(column).bool(*negated);
+        }
+    }
+}
+
+/// Total order on values used for group keys and ORDER BY: NULL first, then by type, then
+/// by value (floats by `total_cmp`, so the order is total even with NaN).
+pub(crate) fn cmp_values(x: &Value, y: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Boolean(_) => 1,
+            Value::Integer(_) | Value::Float(_) => 2,
+            Value::Text(_) => 3,
+            Value::Date(_) => 4,
+            Value::Timestamp(_) => 5,
+        }
+    }
+    match (x, y) {
+        (Value::Integer(a), Value::Integer(b)) => a.cmp(b),
+        (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+        (Value::Integer(a), Value::Float(b)) => (*a as f64).total_cmp(b),
+        (Value::Float(a), Value::Integer(b)) => a.total_cmp(&(*b as f64)),
+        (Value::Boolean(a), Value::Boolean(b)) => a.cmp(b),
+        (Value::Text(a), Value::Text(b)) => a.cmp(b),
+        (Value::Date(a), Value::Date(b)) => a.cmp(b),
+        (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+        _ => rank(x).cmp(&rank(y)),
+    }
+}
+
+pub(crate) fn cmp_rows(x: &[Value], y: &[Value]) -> Ordering {
+    for (a, b) in x.iter().zip(y) {
+        let o = cmp_values(a, b);
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    x.len().cmp(&y.len())
+}

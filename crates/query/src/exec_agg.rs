@@ -1,0 +1,605 @@
+//! The aggregate protocol (see docs/QUERY.md for what each party learns).
+//!
+//! 1. Every owner encodes its local partials as ring elements (counts as integers; sums,
+//!    sums of squares, min and max in fixed point with [`FRAC_BITS`] fractional bits;
+//!    NULL sums as 0 and NULL min/max as the ±[`SENTINEL`]), sends its group keys in the
+//!    clear to the three compute parties and secret-shares the partials.
+//! 2. The compute parties align the owners' groups on the sorted union of keys (a public
+//!    index map, local scatter), add the additive partials and take min/max across owners
+//!    in MPC.
+//! 3. Per group: the bit [COUNT(*) ≥ K] and the HAVING condition are computed in MPC and
+//!    only their AND (the keep bit) is revealed to the compute parties; the number of
+//!    groups below K is revealed as one total.
+//! 4. For the kept rows the output aggregates are computed (AVG and VAR_POP divide by the
+//!    per-group COUNT(col), revealed to the compute parties for kept groups only) and
+//!    revealed to the requester alone, with the NULL flags (COUNT(col) = 0). ORDER BY an
+//!    aggregate with LIMIT is sorted in MPC when it has the shape `exec_top` handles.
+
+use std::collections::BTreeMap;
+
+use consort_crypto::encoding::Writer;
+use consort_crypto::Hash;
+use consort_data::store::{CmpOp, LocalAggregate, LocalAggregateQuery};
+use consort_data::Row;
+use consort_mpc::{encode_fixed, provide_input, ArithShares, BitShares, Session, SENTINEL};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::canon::{cmp_rows, cmp_values, put_rows};
+use crate::error::QueryError;
+use crate::exec::{share_digest, Ctx, Net};
+use crate::exec_io::{
+    build_table, decode_keys, encode_local, nullable, order_on_aggregate, receive_result,
+    revealed_aggs, split_top, top_len,
+};
+use crate::exec_top::{sort_top, sorts_in_mpc};
+use crate::plan::{AggFunc, AggSpec, HavingExpr, LocalWork, OutputExpr, FRAC_BITS};
+use crate::table::ResultTable;
+
+type R<T> = Result<T, QueryError>;
+
+const SCALE: i64 = 1 << FRAC_BITS;
+
+pub(crate) struct AggResult {
+    pub table: Option<ResultTable>,
+    pub digest: Option<Hash>,
+    pub rows: u64,
+    pub suppressed: u64,
+}
+
+fn query<'a>(cx: &Ctx<'a>) -> R<&'a LocalAggregateQuery> {
+    match &cx.plan.local {
+        LocalWork::Aggregate(q) => Ok(q),
+        LocalWork::Select(_) => Err(QueryError::arg("not an aggregate plan")),
+    }
+}
+
+pub(crate) fn run_aggregate(
+    net: &Net,
+    cx: &Ctx<'_>,
+    session: Option<Session>,
+    local: Option<Vec<Row>>,
+    min_group_size: u32,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> R<AggResult> {
+    let q = query(cx)?;
+    let mine = local
+        .as_deref()
+        .map(|rows| encode_local(q, rows))
+        .transpose()?;
+    let mut out = AggResult {
+        table: None,
+        digest: None,
+        rows: 0,
+        suppressed: 0,
+    };
+    match session {
+        Some(mut sess) => {
+            let c = compute(
+                net,
+                cx,
+                q,
+                &mut sess,
+                mine,
+                u64::from(min_group_size.max(1)),
+            )?;
+            out.digest = Some(c.digest);
+            out.rows = c.rows;
+            out.suppressed = c.suppressed;
+            out.table = c.table;
+        }
+        None => {
+            if let Some((keys, vals)) = &mine {
+                let mut w = Writer::new();
+                put_rows(&mut w, keys);
+                let m = w.into_bytes();
+                for p in 0..3 {
+                    net.send(p, m.clone())?;
+                }
+                net.with(|t| provide_input(t, vals, rng))?;
+            }
+            if cx.is_requester() {
+                let table = receive_result(net, cx, q)?;
+                out.rows = table.rows.len() as u64;
+                out.suppressed = table.suppressed_groups;
+                out.table = Some(table);
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct ComputeResult {
+    digest: Hash,
+    rows: u64,
+    suppressed: u64,
+    table: Option<ResultTable>,
+}
+
+/// Totals per union group of every partial (min/max already combined across owners).
+struct Totals {
+    parts: Vec<ArithShares>,
+    q: LocalAggregateQuery,
+}
+
+impl Totals {
+    fn get(&self, p: &LocalAggregate) -> R<&ArithShares> {
+        self.q
+            .aggregates
+            .iter()
+            .position(|x| x == p)
+            .and_then(|j| self.parts.get(j))
+            .ok_or_else(|| QueryError::arg(format!("plan lacks partial {p:?}")))
+    }
+    fn count_of(&self, a: &AggSpec) -> R<&ArithShares> {
+        match &a.column {
+            Some(c) => self.get(&LocalAggregate::Count(c.clone())),
+            None => self.get(&LocalAggregate::CountRows),
+        }
+    }
+}
+
+fn compute(
+    net: &Net,
+    cx: &Ctx<'_>,
+    q: &LocalAggregateQuery,
+    sess: &mut Session,
+    mine: Option<(Vec<Row>, Vec<u64>)>,
+    k: u64,
+) -> R<ComputeResult> {
+    let me = cx.me;
+    let nk = q.group_by.len();
+    let np = q.aggregates.len();
+    // 1. Keys in the clear and shares of the partials, owner by owner.
+    let mut inputs: Vec<(Vec<Row>, ArithShares)> = Vec::new();
+    for &o in &cx.owners {
+        let (keys, vals) = if o == me {
+            let (keys, vals) = mine
+                .clone()
+                .ok_or_else(|| QueryError::arg("owner without rows"))?;
+            let mut w = Writer::new();
+            put_rows(&mut w, &keys);
+            let m = w.into_bytes();
+            for p in (0..3).filter(|&p| p != me) {
+                net.send(p, m.clone())?;
+            }
+            (keys, Some(vals))
+        } else {
+            (decode_keys(net, o, &net.recv(o)?, nk)?, None)
+        };
+        let n = keys.len() * np;
+        let sh = if o < 3 {
+            sess.input(o, vals.as_deref(), n)?
+        } else {
+            sess.input_external(o, n)?
+        };
+        inputs.push((keys, sh));
+    }
+    // 2. Align on the sorted union of keys.
+    let mut union: Vec<Row> = inputs.iter().flat_map(|(k, _)| k.iter().cloned()).collect();
+    union.sort_by(|a, b| cmp_rows(a, b));
+    union.dedup_by(|a, b| cmp_rows(a, b).is_eq());
+    let g = union.len();
+    let positions: Vec<Vec<usize>> = inputs
+        .iter()
+        .map(|(keys, _)| {
+            keys.iter()
+                .map(|k| union.binary_search_by(|u| cmp_rows(u, k)).unwrap_or(0))
+                .collect()
+        })
+        .collect();
+    let mut parts: Vec<ArithShares> = Vec::with_capacity(np);
+    let mins: Vec<usize> = (0..np)
+        .filter(|&j| matches!(q.aggregates[j], LocalAggregate::Min(_)))
+        .collect();
+    let maxs: Vec<usize> = (0..np)
+        .filter(|&j| matches!(q.aggregates[j], LocalAggregate::Max(_)))
+        .collect();
+    for j in 0..np {
+        let mut t = ArithShares::zeros(g);
+        if !mins.contains(&j) && !maxs.contains(&j) {
+            for ((keys, sh), pos) in inputs.iter().zip(&positions) {
+                let m = keys.len();
+                for (i, &p) in pos.iter().enumerate() {
+                    t.a[p] = t.a[p].wrapping_add(sh.a[j * m + i]);
+                    t.b[p] = t.b[p].wrapping_add(sh.b[j * m + i]);
+                }
+            }
+        }
+        parts.push(t);
+    }
+    for (cols, min) in [(&mins, true), (&maxs, false)] {
+        if cols.is_empty() {
+            continue;
+        }
+        let fill = if min {
+            SENTINEL
+        } else {
+            SENTINEL.wrapping_neg()
+        };
+        let mut acc: Option<ArithShares> = None;
+        for ((keys, sh), pos) in inputs.iter().zip(&positions) {
+            let m = keys.len();
+            // Groups an owner lacks hold the public sentinel, which never wins.
+            let mut v = ArithShares::public(me, &vec![fill; cols.len() * g]);
+            for (c, &j) in cols.iter().enumerate() {
+                for (i, &p) in pos.iter().enumerate() {
+                    v.a[c * g + p] = sh.a[j * m + i];
+                    v.b[c * g + p] = sh.b[j * m + i];
+                }
+            }
+            acc = Some(match acc {
+                None => v,
+                Some(a) if min => sess.min_pairwise(&a, &v)?,
+                Some(a) => sess.max_pairwise(&a, &v)?,
+            });
+        }
+        if let Some(acc) = acc {
+            for (c, &j) in cols.iter().enumerate() {
+                parts[j] = acc.slice(c * g..(c + 1) * g)?;
+            }
+        }
+    }
+    let totals = Totals {
+        parts,
+        q: q.clone(),
+    };
+    // 3. Keep bits: [COUNT(*) ≥ K] ∧ HAVING; only the AND is revealed.
+    let count_rows = totals.get(&LocalAggregate::CountRows)?.clone();
+    let keep_k = sess.count_at_least(&count_rows, k)?;
+    let below = sess.bit2a(&keep_k.not(me))?.sum();
+    let suppressed = sess.reveal_all(&below)?.first().copied().unwrap_or(0);
+    let keep = match &cx.plan.having {
+        Some(h) => {
+            let (t, _) = having(sess, cx, &totals, h)?;
+            sess.and_bits(&keep_k, &t)?
+        }
+        None => keep_k,
+    };
+    let keep = sess.reveal_bits_all(&keep)?;
+    let mut selected: Vec<usize> = (0..g).filter(|&i| keep.get(i) == Some(&true)).collect();
+    let requester_sorts = order_on_aggregate(cx);
+    let mpc_top = sorts_in_mpc(cx);
+    if !requester_sorts || mpc_top {
+        // ORDER BY on group keys (public to the compute parties) and LIMIT are applied
+        // here, so the requester receives only the rows it asked for. With an MPC top-L
+        // sort this orders the rows by the trailing keys first (the sort is stable).
+        let order = &cx.plan.order_by;
+        selected.sort_by(|&x, &y| {
+            for ok in order {
+                if let OutputExpr::Key(kk) = ok.target {
+                    let o = match (union[x].get(kk), union[y].get(kk)) {
+                        (Some(a), Some(b)) => cmp_values(a, b),
+                        _ => std::cmp::Ordering::Equal,
+                    };
+                    let o = if ok.descending { o.reverse() } else { o };
+                    if o.is_ne() {
+                        return o;
+                    }
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        if let (Some(l), false) = (cx.plan.limit, requester_sorts) {
+            selected.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+    }
+    let s = selected.len();
+    let sel_keys: Vec<Row> = selected.iter().map(|&i| union[i].clone()).collect();
+    if cx.requester >= 3 {
+        let mut w = Writer::new();
+        w.u64(suppressed);
+        w.bool(mpc_top);
+        put_rows(&mut w, &sel_keys);
+        net.send(cx.requester, w.into_bytes())?;
+    }
+    // 4. Output values of the kept rows, revealed to the requester only.
+    let rev = revealed_aggs(cx);
+    let aggs = &cx.plan.aggregates;
+    // Public per-row counts for the divisions of AVG / VAR_POP / STDDEV_POP.
+    let mut div_cols: Vec<String> = rev
+        .iter()
+        .filter_map(|&a| aggs.get(a))
+        .filter(|a| matches!(a.func, AggFunc::Avg | AggFunc::VarPop | AggFunc::StddevPop))
+        .filter_map(|a| a.column.clone())
+        .collect();
+    div_cols.sort();
+    div_cols.dedup();
+    let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    if !div_cols.is_empty() && s > 0 {
+        let gathered = div_cols
+            .iter()
+            .map(|c| {
+                totals
+                    .get(&LocalAggregate::Count(c.clone()))?
+                    .gather(&selected)
+                    .map_err(QueryError::from)
+            })
+            .collect::<R<Vec<_>>>()?;
+        let refs: Vec<&ArithShares> = gathered.iter().collect();
+        let all = sess.reveal_all(&ArithShares::concat(&refs))?;
+        for (ci, c) in div_cols.iter().enumerate() {
+            counts.insert(
+                c.clone(),
+                all.get(ci * s..(ci + 1) * s).unwrap_or_default().to_vec(),
+            );
+        }
+    }
+    let mut values: Vec<ArithShares> = Vec::new();
+    let mut nulls: Vec<ArithShares> = Vec::new();
+    // Numerators and their public divisors, divided in batches per distinct divisor.
+    let mut num_parts: Vec<(usize, ArithShares, Vec<u64>)> = Vec::new();
+    for &ai in &rev {
+        let a = aggs
+            .get(ai)
+            .ok_or_else(|| QueryError::arg("aggregate index out of range"))?;
+        let col = a.column.clone().unwrap_or_default();
+        let v = match a.func {
+            AggFunc::CountRows | AggFunc::Count => totals.count_of(a)?.gather(&selected)?,
+            AggFunc::Sum => totals
+                .get(&LocalAggregate::Sum(col.clone()))?
+                .gather(&selected)?,
+            AggFunc::Min => totals
+                .get(&LocalAggregate::Min(col.clone()))?
+                .gather(&selected)?,
+            AggFunc::Max => totals
+                .get(&LocalAggregate::Max(col.clone()))?
+                .gather(&selected)?,
+            AggFunc::Avg => {
+                let sum = totals
+                    .get(&LocalAggregate::Sum(col.clone()))?
+                    .gather(&selected)?;
+                let n = counts.get(&col).cloned().unwrap_or_default();
+                num_parts.push((values.len(), sum, n));
+                ArithShares::zeros(s)
+            }
+            AggFunc::VarPop | AggFunc::StddevPop => {
+                // VAR_POP = (n·Σx² − (Σx)²) / n², with the square computed wide.
+                let sum = totals
+                    .get(&LocalAggregate::Sum(col.clone()))?
+                    .gather(&selected)?;
+                let sq = totals
+                    .get(&LocalAggregate::SumSquares(col.clone()))?
+                    .gather(&selected)?;
+                let n = counts.get(&col).cloned().unwrap_or_default();
+                let nsq = sq.mul_public_vec(&n)?;
+                let sum2 = square_fixed_wide(sess, &sum)?;
+                let num = nsq.sub(&sum2)?;
+                let n2 = n
+                    .iter()
+                    .map(|&c| c.checked_mul(c).filter(|&x| x < 1 << 62))
+                    .collect::<Option<Vec<u64>>>()
+                    .ok_or_else(|| QueryError::Range("group too large for VAR_POP".into()))?;
+                num_parts.push((values.len(), num, n2));
+                ArithShares::zeros(s)
+            }
+        };
+        values.push(v);
+        if nullable(a) {
+            nulls.push(totals.count_of(a)?.gather(&selected)?);
+        }
+    }
+    divide_batched(sess, &mut values, num_parts)?;
+    if mpc_top {
+        let l = top_len(cx, s);
+        let out = sort_top(sess, cx, &rev, &values, &nulls, s, l)?;
+        let got = if out.is_empty() {
+            None
+        } else {
+            sess.reveal_to(&out, cx.requester)?
+        };
+        let digest = share_digest(&[out.a.as_slice(), out.b.as_slice()]);
+        let table = if cx.is_requester() {
+            let (keys, vals, bits) =
+                split_top(cx, &sel_keys, &got.unwrap_or_default(), l).map_err(QueryError::arg)?;
+            Some(build_table(cx, &keys, &vals, &bits, suppressed)?)
+        } else {
+            None
+        };
+        return Ok(ComputeResult {
+            digest,
+            rows: l as u64,
+            suppressed,
+            table,
+        });
+    }
+    let refs: Vec<&ArithShares> = values.iter().collect();
+    let vals = ArithShares::concat(&refs);
+    let null_bits = if nulls.is_empty() || s == 0 {
+        BitShares::zeros(0)
+    } else {
+        let refs: Vec<&ArithShares> = nulls.iter().collect();
+        sess.eq_zero(&ArithShares::concat(&refs))?
+    };
+    let mut got_vals = None;
+    let mut got_bits = None;
+    if !vals.is_empty() {
+        got_vals = sess.reveal_to(&vals, cx.requester)?;
+    }
+    if !null_bits.is_empty() {
+        got_bits = sess.reveal_bits_to(&null_bits, &[cx.requester])?;
+    }
+    let digest = share_digest(&[
+        vals.a.as_slice(),
+        vals.b.as_slice(),
+        null_bits.a.as_slice(),
+        null_bits.b.as_slice(),
+    ]);
+    let table = if cx.is_requester() {
+        Some(build_table(
+            cx,
+            &sel_keys,
+            &got_vals.unwrap_or_default(),
+            &got_bits.unwrap_or_default(),
+            suppressed,
+        )?)
+    } else {
+        None
+    };
+    let rows = match (requester_sorts, cx.plan.limit) {
+        (true, Some(l)) => (s as u64).min(l),
+        _ => s as u64,
+    };
+    Ok(ComputeResult {
+        digest,
+        rows,
+        suppressed,
+        table,
+    })
+}
+
+/// Divides each numerator element by its public divisor (one `div_public` per distinct
+/// divisor); a divisor 0 (no non-NULL value: the result is NULL) leaves 0.
+fn divide_batched(
+    sess: &mut Session,
+    values: &mut [ArithShares],
+    parts: Vec<(usize, ArithShares, Vec<u64>)>,
+) -> R<()> {
+    let mut by_div: BTreeMap<u64, Vec<(usize, usize)>> = BTreeMap::new();
+    for (pi, (_, num, divs)) in parts.iter().enumerate() {
+        if divs.len() != num.len() {
+            return Err(QueryError::arg("divisor count mismatch"));
+        }
+        for (i, &d) in divs.iter().enumerate() {
+            if d > 0 {
+                by_div.entry(d).or_default().push((pi, i));
+            }
+        }
+    }
+    for (d, items) in by_div {
+        let mut x = ArithShares::zeros(items.len());
+        for (e, &(pi, i)) in items.iter().enumerate() {
+            x.a[e] = parts[pi].1.a[i];
+            x.b[e] = parts[pi].1.b[i];
+        }
+        let y = sess.div_public(&x, d)?;
+        for (e, &(pi, i)) in items.iter().enumerate() {
+            let slot = parts[pi].0;
+            values[slot].a[i] = y.a[e];
+            values[slot].b[i] = y.b[e];
+        }
+    }
+    Ok(())
+}
+
+/// d²/2^f without the 2^(63−2f) product limit (as `consort_mpc`'s variance): split
+/// d = hi·2^h + lo, h = ⌈f/2⌉, and truncate only the small cross terms.
+fn square_fixed_wide(sess: &mut Session, d: &ArithShares) -> R<ArithShares> {
+    let f = FRAC_BITS;
+    let h = f.div_ceil(2);
+    let hi = sess.trunc(d, h)?;
+    let lo = d.sub(&hi.mul_public(1u64 << h))?;
+    let p = sess.mul_many(&[(&hi, &hi), (&hi, &lo), (&lo, &lo)])?;
+    let small = p[1].mul_public(1u64 << (h + 1)).add(&p[2])?;
+    let small = sess.trunc(&small, f)?;
+    Ok(p[0].mul_public(1u64 << (2 * h - f)).add(&small)?)
+}
+
+/// [x op t] for integer ring values x and a real threshold t (in x's units).
+fn compare(sess: &mut Session, x: &ArithShares, op: CmpOp, t: f64) -> R<BitShares> {
+    let me = sess.me();
+    let lim = (1u64 << 62) as f64;
+    let ceil = t.ceil().clamp(-lim, lim) as i64;
+    let floor1 = (t.floor().clamp(-lim, lim) as i64).saturating_add(1);
+    Ok(match op {
+        CmpOp::Lt => sess.lt_public(x, ceil as u64)?,
+        CmpOp::LtEq => sess.lt_public(x, floor1 as u64)?,
+        CmpOp::Gt => sess.lt_public(x, floor1 as u64)?.not(me),
+        CmpOp::GtEq => sess.lt_public(x, ceil as u64)?.not(me),
+        CmpOp::Eq | CmpOp::NotEq => {
+            let eq = if t.fract() == 0.0 && t.abs() < lim {
+                sess.eq_zero(&x.add_const(me, (t as i64).wrapping_neg() as u64))?
+            } else {
+                BitShares::public(me, &vec![false; x.len()])
+            };
+            if op == CmpOp::Eq {
+                eq
+            } else {
+                eq.not(me)
+            }
+        }
+    })
+}
+
+/// HAVING with three-valued logic: returns the (definitely true, definitely false) bits.
+fn having(
+    sess: &mut Session,
+    cx: &Ctx<'_>,
+    totals: &Totals,
+    h: &HavingExpr,
+) -> R<(BitShares, BitShares)> {
+    let me = sess.me();
+    match h {
+        HavingExpr::Not(a) => {
+            let (t, f) = having(sess, cx, totals, a)?;
+            Ok((f, t))
+        }
+        HavingExpr::And(a, b) | HavingExpr::Or(a, b) => {
+            let (ta, fa) = having(sess, cx, totals, a)?;
+            let (tb, fb) = having(sess, cx, totals, b)?;
+            if matches!(h, HavingExpr::And(..)) {
+                // T = T1 ∧ T2; F = F1 ∨ F2 = ¬(¬F1 ∧ ¬F2). Both ANDs in one round.
+                let r = sess.and_bits(
+                    &BitShares::concat(&[&ta, &fa.not(me)]),
+                    &BitShares::concat(&[&tb, &fb.not(me)]),
+                )?;
+                let n = ta.len();
+                Ok((r.slice(0..n)?, r.slice(n..2 * n)?.not(me)))
+            } else {
+                let r = sess.and_bits(
+                    &BitShares::concat(&[&ta.not(me), &fa]),
+                    &BitShares::concat(&[&tb.not(me), &fb]),
+                )?;
+                let n = ta.len();
+                Ok((r.slice(0..n)?.not(me), r.slice(n..2 * n)?))
+            }
+        }
+        HavingExpr::Compare { agg, op, value } => {
+            let a = cx
+                .plan
+                .aggregates
+                .get(*agg)
+                .ok_or_else(|| QueryError::arg("aggregate index out of range"))?;
+            let col = a.column.clone().unwrap_or_default();
+            let scale = SCALE as f64;
+            let (x, t) = match a.func {
+                AggFunc::CountRows | AggFunc::Count => (totals.count_of(a)?.clone(), *value),
+                AggFunc::Sum => (
+                    totals.get(&LocalAggregate::Sum(col))?.clone(),
+                    value * scale,
+                ),
+                AggFunc::Min => (
+                    totals.get(&LocalAggregate::Min(col))?.clone(),
+                    value * scale,
+                ),
+                AggFunc::Max => (
+                    totals.get(&LocalAggregate::Max(col))?.clone(),
+                    value * scale,
+                ),
+                AggFunc::Avg => {
+                    // AVG op c ⇔ Σx − c·n op 0 (n > 0): no division needed.
+                    let c = encode_fixed(*value, FRAC_BITS)
+                        .map_err(|_| QueryError::Range(format!("{value} in HAVING")))?;
+                    let sum = totals.get(&LocalAggregate::Sum(col.clone()))?;
+                    let n = totals.get(&LocalAggregate::Count(col))?;
+                    (sum.sub(&n.mul_public(c))?, 0.0)
+                }
+                AggFunc::VarPop | AggFunc::StddevPop => {
+                    return Err(QueryError::unsupported("VAR_POP/STDDEV_POP in HAVING"))
+                }
+            };
+            let c = compare(sess, &x, *op, t)?;
+            if nullable(a) {
+                let nn = sess.eq_zero(totals.count_of(a)?)?.not(me);
+                let n = c.len();
+                let r = sess.and_bits(
+                    &BitShares::concat(&[&c, &c.not(me)]),
+                    &BitShares::concat(&[&nn, &nn]),
+                )?;
+                Ok((r.slice(0..n)?, r.slice(n..2 * n)?))
+            } else {
+                let f = c.not(me);
+                Ok((c, f))
+            }
+        }
+    }
+}

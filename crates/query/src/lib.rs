@@ -1,0 +1,40 @@
+//! Joint SQL queries (DESIGN §8): this crate owns the SQL subset → federated [`Plan`]
+//! ([`plan()`]), the owner-side policy check of a plan against the owner's column grants
+//! ([`check_policy`]), and the MPC execution of a plan over the
+//! [`consort_mpc::transport::Transport`] trait ([`run_party`]).
+//!
+//! It is pure: no async runtime, no sockets, no clock. The node builds the [`Catalog`]
+//! from its ledger state, runs the owner-local part of the plan ([`Plan::local`]) on its
+//! own database, opens one MPC transport session with [`Roles::parties`] and calls
+//! [`run_party`] on its own thread. What each party learns is listed in `docs/QUERY.md`.
+//!
+//! Module map:
+//! - [`plan`] (types, canonical hash), `parse` (sqlparser AST → plan) and `parse_expr`
+//!   (columns, aggregates, predicates, HAVING, literals);
+//! - [`policy`]: the owner's decision;
+//! - [`table`]: the revealed [`ResultTable`] and its hash;
+//! - [`exec`] (roles, the entry point, raw selection, result attestation) and `exec_agg`
+//!   (the aggregate protocol, with the owners' encoding and the requester's decoding in
+//!   `exec_io`); `canon` is the canonical byte encoding shared by hashes and public
+//!   messages.
+
+mod canon;
+pub mod error;
+pub mod exec;
+mod exec_agg;
+mod exec_io;
+mod exec_top;
+mod parse;
+mod parse_expr;
+pub mod plan;
+pub mod policy;
+pub mod table;
+
+pub use error::QueryError;
+pub use exec::{run_party, PartyOutcome, Roles};
+pub use plan::{
+    plan, AggFunc, AggSpec, Catalog, HavingExpr, LocalWork, OrderKey, OrderTarget, OutputColumn,
+    OutputExpr, Plan, FRAC_BITS,
+};
+pub use policy::{check_policy, PolicyDecision};
+pub use table::ResultTable;

@@ -1,0 +1,302 @@
+//! The federated plan of a joint query and its canonical hash.
+//!
+//! A plan says which datasets are read (at which ledger version), what every owner runs
+//! locally (identical for all owners), and how the compute parties combine the owners'
+//! partial results: which aggregates, HAVING, ORDER BY and LIMIT. Every owner recomputes
+//! the plan from the SQL and its own ledger view and checks the hash in the request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use consort_crypto::encoding::Writer;
+use consort_crypto::{hash_domain, Hash, MemberId};
+use consort_data::store::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect};
+use consort_data::{ColumnType, Schema};
+use consort_ledger::dataset::DatasetEntry;
+use consort_ledger::policy::{DatasetRef, Permission};
+
+use crate::canon::{cmp_code, put_predicate};
+use crate::error::QueryError;
+
+/// Fractional bits of the fixed-point encoding of sums, means, variances, min and max.
+pub const FRAC_BITS: u32 = consort_mpc::DEFAULT_FRAC_BITS;
+
+/// What the planner knows about the consortium: member names and registered datasets
+/// (built by the node from its ledger state).
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub members: Vec<(MemberId, String)>,
+    pub datasets: Vec<DatasetEntry>,
+}
+
+/// The owner-local part of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalWork {
+    /// Filter, group and compute partial aggregates (always `CountRows` first).
+    Aggregate(LocalAggregateQuery),
+    /// Filter and select plain columns.
+    Select(LocalSelect),
+}
+
+/// An aggregate function of the SQL subset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AggFunc {
+    CountRows,
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    VarPop,
+    StddevPop,
+}
+
+impl AggFunc {
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            AggFunc::CountRows | AggFunc::Count => "COUNT",
+            AggFunc::Sum => "SUM",
+            AggFunc::Avg => "AVG",
+            AggFunc::Min => "MIN",
+            AggFunc::Max => "MAX",
+            AggFunc::VarPop => "VAR_POP",
+            AggFunc::StddevPop => "STDDEV_POP",
+        }
+    }
+    fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One aggregate the compute parties evaluate (in the output, or only in HAVING /
+/// ORDER BY).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggSpec {
+    pub func: AggFunc,
+    /// The column (None for `COUNT(*)`).
+    pub column: Option<String>,
+    /// The column's type (Integer for `COUNT(*)`).
+    pub column_type: ColumnType,
+}
+
+impl AggSpec {
+    /// The partial aggregates the owners must compute for this aggregate.
+    pub fn partials(&self) -> Vec<LocalAggregate> {
+        let c = self.column.clone().unwrap_or_default();
+        match self.func {
+            AggFunc::CountRows => vec![LocalAggregate::CountRows],
+            AggFunc::Count => vec![LocalAggregate::Count(c)],
+            AggFunc::Sum | AggFunc::Avg => {
+                vec![LocalAggregate::Count(c.clone()), LocalAggregate::Sum(c)]
+            }
+            AggFunc::Min => vec![LocalAggregate::Count(c.clone()), LocalAggregate::Min(c)],
+            AggFunc::Max => vec![LocalAggregate::Count(c.clone()), LocalAggregate::Max(c)],
+            AggFunc::VarPop | AggFunc::StddevPop => vec![
+                LocalAggregate::Count(c.clone()),
+                LocalAggregate::Sum(c.clone()),
+                LocalAggregate::SumSquares(c),
+            ],
+        }
+    }
+
+    /// The type of the revealed value.
+    pub fn output_type(&self) -> ColumnType {
+        match self.func {
+            AggFunc::CountRows | AggFunc::Count => ColumnType::Integer,
+            AggFunc::Sum | AggFunc::Min | AggFunc::Max => self.column_type,
+            AggFunc::Avg | AggFunc::VarPop | AggFunc::StddevPop => ColumnType::Float,
+        }
+    }
+}
+
+/// What an output column shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputExpr {
+    /// The i-th GROUP BY key.
+    Key(usize),
+    /// The i-th entry of [`Plan::aggregates`].
+    Agg(usize),
+    /// The i-th column of the raw selection ([`LocalSelect::columns`]).
+    Column(usize),
+}
+
+/// One column of the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputColumn {
+    /// As the user wrote it: the alias, the column name, or the aggregate's SQL text.
+    pub name: String,
+    pub expr: OutputExpr,
+}
+
+/// What ORDER BY sorts on (same indices as [`OutputExpr`]).
+pub type OrderTarget = OutputExpr;
+
+/// One ORDER BY key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderKey {
+    pub target: OrderTarget,
+    pub descending: bool,
+}
+
+/// A HAVING condition over aggregates, with SQL's three-valued logic (a comparison of a
+/// NULL aggregate is unknown, and a group is kept only when the condition is true).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HavingExpr {
+    /// `aggregate op value` (value in real units).
+    Compare {
+        agg: usize,
+        op: CmpOp,
+        value: f64,
+    },
+    And(Box<HavingExpr>, Box<HavingExpr>),
+    Or(Box<HavingExpr>, Box<HavingExpr>),
+    Not(Box<HavingExpr>),
+}
+
+/// The federated plan of one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub sql: String,
+    /// Sorted by (owner, name).
+    pub datasets: Vec<DatasetRef>,
+    /// The dataset name (the same for every owner).
+    pub dataset: String,
+    pub schema: Schema,
+    pub local: LocalWork,
+    pub output: Vec<OutputColumn>,
+    /// Aggregates evaluated by MPC (empty for a raw selection).
+    pub aggregates: Vec<AggSpec>,
+    pub having: Option<HavingExpr>,
+    pub order_by: Vec<OrderKey>,
+    pub limit: Option<u64>,
+    /// Each column the query touches and how.
+    pub uses: BTreeMap<String, BTreeSet<Permission>>,
+}
+
+/// Plans `sql` against the catalog (see the crate docs for the subset).
+pub fn plan(sql: &str, catalog: &Catalog) -> Result<Plan, QueryError> {
+    crate::parse::plan_sql(sql, catalog)
+}
+
+impl Plan {
+    /// The output column names.
+    pub fn columns(&self) -> Vec<String> {
+        self.output.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The distinct owners, sorted.
+    pub fn owners(&self) -> Vec<MemberId> {
+        let mut o: Vec<MemberId> = self.datasets.iter().map(|d| d.owner).collect();
+        o.dedup();
+        o
+    }
+
+    /// The owners' partial aggregates (empty for a raw selection).
+    pub fn local_aggregates(&self) -> &[LocalAggregate] {
+        match &self.local {
+            LocalWork::Aggregate(q) => &q.aggregates,
+            LocalWork::Select(_) => &[],
+        }
+    }
+
+    /// Domain-separated BLAKE3 of the canonical encoding of the whole plan.
+    pub fn hash(&self) -> Hash {
+        hash_domain("consort/plan/v1", &[&self.canonical_bytes()])
+    }
+
+    /// The canonical encoding hashed by [`Plan::hash`] (crypto `Writer` conventions).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.string(&self.sql);
+        w.list(&self.datasets, |w, d| {
+            w.member_id(&d.owner).string(&d.name).hash(&d.version_tx);
+        });
+        w.string(&self.dataset);
+        w.list(&self.schema.columns, |w, c| {
+            w.string(&c.name).string(c.ty.as_str()).bool(c.nullable);
+        });
+        match &self.local {
+            LocalWork::Aggregate(q) => {
+                w.u8(0);
+                w.option(q.filter.as_ref(), put_predicate);
+                w.list(&q.group_by, |w, g| {
+                    w.string(g);
+                });
+                w.list(&q.aggregates, |w, a| {
+                    let (tag, col) = match a {
+                        LocalAggregate::CountRows => (0, ""),
+                        LocalAggregate::Count(c) => (1, c.as_str()),
+                        LocalAggregate::Sum(c) => (2, c.as_str()),
+                        LocalAggregate::SumSquares(c) => (3, c.as_str()),
+                        LocalAggregate::Min(c) => (4, c.as_str()),
+                        LocalAggregate::Max(c) => (5, c.as_str()),
+                    };
+                    w.u8(tag).string(col);
+                });
+            }
+            LocalWork::Select(s) => {
+                w.u8(1);
+                w.option(s.filter.as_ref(), put_predicate);
+                w.list(&s.columns, |w, c| {
+                    w.string(c);
+                });
+            }
+        }
+        fn put_expr(w: &mut Writer, e: &OutputExpr) {
+            let (tag, i) = match e {
+                OutputExpr::Key(i) => (0, i),
+                OutputExpr::Agg(i) => (1, i),
+                OutputExpr::Column(i) => (2, i),
+            };
+            w.u8(tag).u64(*i as u64);
+        }
+        w.list(&self.output, |w, c| {
+            w.string(&c.name);
+            put_expr(w, &c.expr);
+        });
+        w.list(&self.aggregates, |w, a| {
+            w.u8(a.func.code())
+                .option(a.column.as_ref(), |w, c| {
+                    w.string(c);
+                })
+                .string(a.column_type.as_str());
+        });
+        fn put_having(w: &mut Writer, h: &HavingExpr) {
+            match h {
+                HavingExpr::Compare { agg, op, value } => {
+                    w.u8(0)
+                        .u64(*agg as u64)
+                        .u8(cmp_code(*op))
+                        .u64(value.to_bits());
+                }
+                HavingExpr::And(a, b) | HavingExpr::Or(a, b) => {
+                    w.u8(if matches!(h, HavingExpr::And(..)) {
+                        1
+                    } else {
+                        2
+                    });
+                    put_having(w, a);
+                    put_having(w, b);
+                }
+                HavingExpr::Not(a) => {
+                    w.u8(3);
+                    put_having(w, a);
+                }
+            }
+        }
+        w.option(self.having.as_ref(), put_having);
+        w.list(&self.order_by, |w, k| {
+            put_expr(w, &k.target);
+            w.bool(k.descending);
+        });
+        w.option(self.limit.as_ref(), |w, l| {
+            w.u64(*l);
+        });
+        let uses: Vec<(&String, &BTreeSet<Permission>)> = self.uses.iter().collect();
+        w.list(&uses, |w, (c, ps)| {
+            w.string(c);
+            let ps: Vec<u8> = ps.iter().map(|p| p.code()).collect();
+            w.bytes(&ps);
+        });
+        w.into_bytes()
+    }
+}
