@@ -217,6 +217,7 @@ async fn compare(
         let sel = LocalSelect {
             columns: vec!["d".into(), "i".into(), "s".into(), "f".into(), "b".into()],
             filter: q.filter.clone(),
+            mask: None,
         };
         let reference_sel = stores[0].select(&table, &s, &sel).await;
         let reference_agg = stores[0].aggregate(&table, &s, q).await;

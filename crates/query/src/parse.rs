@@ -424,6 +424,7 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
         LocalWork::Select(LocalSelect {
             columns: select_cols,
             filter,
+            mask: None,
         })
     };
     let datasets = src

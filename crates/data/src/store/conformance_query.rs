@@ -159,17 +159,46 @@ async fn ids(store: &dyn DatasetStore, table: &str, s: &Schema, filter: Option<P
     let q = LocalSelect {
         columns: vec!["id".into()],
         filter: filter.clone(),
+        mask: None,
     };
     let rows = store
         .select(table, s, &q)
         .await
         .unwrap_or_else(|e| panic!("{}: select {filter:?}: {e}", store.backend()));
-    rows.iter()
+    let kept: Vec<i64> = rows
+        .iter()
         .map(|r| match r.as_slice() {
             [Value::Integer(n)] => *n,
             other => panic!("{}: select returned {other:?}", store.backend()),
         })
-        .collect()
+        .collect();
+    if let Some(p) = filter {
+        // The same condition as a mask keeps every row (under an outer filter) and flags
+        // exactly the rows the filter keeps.
+        let outer = cmp("id", CmpOp::NotEq, i(2));
+        let q = LocalSelect {
+            columns: vec!["id".into()],
+            filter: Some(outer),
+            mask: Some(p.clone()),
+        };
+        let rows = store
+            .select(table, s, &q)
+            .await
+            .unwrap_or_else(|e| panic!("{}: select with mask {p:?}: {e}", store.backend()));
+        let all: Vec<i64> = rows
+            .iter()
+            .map(|r| match r.as_slice() {
+                [Value::Integer(n), Value::Integer(m @ (0 | 1))] => *n * 2 + *m,
+                other => panic!("{}: masked select returned {other:?}", store.backend()),
+            })
+            .collect();
+        let ids_seen: Vec<i64> = all.iter().map(|v| v / 2).collect();
+        assert!(!ids_seen.contains(&2), "{}: outer filter", store.backend());
+        let flagged: Vec<i64> = all.iter().filter(|v| *v % 2 == 1).map(|v| v / 2).collect();
+        let expected: Vec<i64> = kept.iter().copied().filter(|&n| n != 2).collect();
+        assert_eq!(flagged, expected, "{}: mask {p:?}", store.backend());
+    }
+    kept
 }
 
 async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
@@ -300,6 +329,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     let all = LocalSelect {
         columns: s.names().iter().map(|n| n.to_string()).collect(),
         filter: None,
+        mask: None,
     };
     let got = store.select(tb, s, &all).await.expect("select all");
     let want: Vec<Row> = people_rows().into_iter().map(|(_, r)| r).collect();
@@ -308,6 +338,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     let q = LocalSelect {
         columns: vec!["born".into(), "id".into(), "born".into()],
         filter: Some(cmp("id", LtEq, i(2))),
+        mask: None,
     };
     let got = store.select(tb, s, &q).await.expect("select columns");
     assert_table(
@@ -322,6 +353,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     let q = LocalSelect {
         columns: vec![],
         filter: Some(cmp("id", LtEq, i(2))),
+        mask: None,
     };
     let got = store.select(tb, s, &q).await.expect("select no columns");
     assert_eq!(got, vec![Vec::<Value>::new(); 2], "{be}: select no columns");
@@ -554,6 +586,7 @@ async fn errors(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     let sel = |filter: P| LocalSelect {
         columns: vec!["id".into()],
         filter: Some(filter),
+        mask: None,
     };
     let bad_names = [
         sel(cmp("nope", CmpOp::Eq, i(1))),
@@ -561,6 +594,7 @@ async fn errors(store: &dyn DatasetStore, tb: &str, s: &Schema) {
         LocalSelect {
             columns: vec!["id".into(), "x\"; DROP TABLE t; --".into()],
             filter: None,
+            mask: None,
         },
         sel(like("missing", "a", false)),
         sel(P::IsNull {
@@ -752,6 +786,7 @@ async fn injection(store: &dyn DatasetStore, p: &str) {
                 like(names[0], e, false),
                 in_(names[2], vec![t(&e.to_uppercase()), t("' OR ''='")], false),
             ])),
+            mask: None,
         };
         let got = store.select(&tb, &s, &q).await.expect("select injection");
         assert_eq!(got, vec![vec![i(k as i64), t(e)]], "{be}: literal {e:?}");

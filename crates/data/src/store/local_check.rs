@@ -71,6 +71,7 @@ pub(crate) struct AggQuery {
 pub(crate) struct SelectQuery {
     pub columns: Vec<Col>,
     pub filter: Option<Pred>,
+    pub mask: Option<Pred>,
 }
 
 fn invalid(table: &str, what: String) -> StoreError {
@@ -281,7 +282,12 @@ pub(crate) fn check_select(
         .map(|c| ck.col(c))
         .collect::<Result<_, _>>()?;
     let filter = ck.filter(&q.filter)?;
-    Ok(SelectQuery { columns, filter })
+    let mask = ck.filter(&q.mask)?;
+    Ok(SelectQuery {
+        columns,
+        filter,
+        mask,
+    })
 }
 
 /// The order of values every backend agrees on: NULL first, then by value (integers and
@@ -477,7 +483,13 @@ fn keep(filter: &Option<Pred>, row: &[Value]) -> bool {
 /// Runs a checked selection over rows in row-number order.
 pub(crate) fn select_rows<'r>(q: &SelectQuery, rows: impl Iterator<Item = &'r Row>) -> Vec<Row> {
     rows.filter(|r| keep(&q.filter, r))
-        .map(|r| q.columns.iter().map(|c| cell(r, c).clone()).collect())
+        .map(|r| {
+            let mut out: Row = q.columns.iter().map(|c| cell(r, c).clone()).collect();
+            if let Some(m) = &q.mask {
+                out.push(Value::Integer(i64::from(eval(m, r) == Some(true))));
+            }
+            out
+        })
         .collect()
 }
 

@@ -87,9 +87,14 @@ pub struct LocalAggregateQuery {
     pub aggregates: Vec<LocalAggregate>,
 }
 
-/// `SELECT columns… FROM table [WHERE filter]` in row-number order.
-#[derive(Debug, Clone, PartialEq)]
+/// `SELECT columns… [, mask] FROM table [WHERE filter]` in row-number order.
+///
+/// With `mask` set, each row gets one more trailing Integer value: 1 where `mask` is true
+/// for the row and 0 where it is false or unknown. A JOIN uses it so that an owner's WHERE
+/// becomes a secret 0/1 per row instead of dropping rows before the intersection.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LocalSelect {
     pub columns: Vec<String>,
     pub filter: Option<Predicate>,
+    pub mask: Option<Predicate>,
 }

@@ -332,13 +332,30 @@ pub(crate) fn select(flavor: Flavor, table: &str, q: &SelectQuery) -> Statement 
         list.push_str(", ");
         list.push_str(&r.q(&c.name));
     }
-    let _ = write!(r.sql, "SELECT {list} FROM {}", r.q(table));
+    let mut outputs: Vec<Out> = q.columns.iter().map(|c| Out::Typed(c.ty)).collect();
+    // Parameters are numbered in text order, so the mask (in the select list) is rendered
+    // before the WHERE clause.
+    let mut head = format!("SELECT {list}");
+    if let Some(m) = &q.mask {
+        let before = std::mem::take(&mut r.sql);
+        r.pred(m);
+        let cond = std::mem::replace(&mut r.sql, before);
+        let case = format!("CASE WHEN {cond} THEN 1 ELSE 0 END");
+        let _ = match r.flavor {
+            Flavor::Sqlite => write!(head, ", {case}"),
+            Flavor::Postgres => write!(head, ", CAST({case} AS BIGINT)"),
+            Flavor::Mysql => write!(head, ", CAST({case} AS SIGNED)"),
+        };
+        outputs.push(Out::Count);
+    }
+    r.sql.push_str(&head);
+    let _ = write!(r.sql, " FROM {}", r.q(table));
     r.where_clause(&q.filter);
     let _ = write!(r.sql, " ORDER BY {row}");
     Statement {
         sql: r.sql,
         params: r.params,
-        outputs: q.columns.iter().map(|c| Out::Typed(c.ty)).collect(),
+        outputs,
     }
 }
 
@@ -378,6 +395,7 @@ mod tests {
                 op: CmpOp::Eq,
                 value: Value::Text("' OR 1=1 --".into()),
             }),
+            mask: None,
         };
         let checked = check_select("t", &schema, &q).expect("valid");
         for flavor in [Flavor::Sqlite, Flavor::Postgres, Flavor::Mysql] {
