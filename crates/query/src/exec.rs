@@ -54,6 +54,25 @@ impl Roles {
     }
 }
 
+/// An owner's own data for [`run_party`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalInput {
+    /// The rows of [`Plan::local`] over this owner's datasets of the plan.
+    Rows(Vec<Row>),
+    /// A JOIN: the rows of [`crate::JoinSide::local_select`] for each side whose
+    /// owners include this member (`None` for a side it does not hold).
+    Join {
+        left: Option<Vec<Row>>,
+        right: Option<Vec<Row>>,
+    },
+}
+
+impl From<Vec<Row>> for LocalInput {
+    fn from(rows: Vec<Row>) -> Self {
+        LocalInput::Rows(rows)
+    }
+}
+
 /// What one party takes away from a query.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartyOutcome {
@@ -179,6 +198,8 @@ pub(crate) struct Ctx<'a> {
     /// Party ids of the owners, in the plan's (sorted) owner order.
     pub owners: Vec<PartyId>,
     pub requester: PartyId,
+    /// Every party's member id, by party id.
+    pub parties: Vec<MemberId>,
 }
 
 impl Ctx<'_> {
@@ -187,6 +208,12 @@ impl Ctx<'_> {
     }
     pub fn is_requester(&self) -> bool {
         self.me == self.requester
+    }
+    pub fn party_of(&self, m: &MemberId) -> Result<PartyId, QueryError> {
+        self.parties
+            .iter()
+            .position(|p| p == m)
+            .ok_or_else(|| QueryError::arg(format!("member {m} has no role in this query")))
     }
 }
 
@@ -201,7 +228,7 @@ pub fn run_party(
     plan: &Plan,
     roles: &Roles,
     me: &MemberId,
-    local: Option<Vec<Row>>,
+    local: Option<LocalInput>,
     min_group_size: u32,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<PartyOutcome, QueryError> {
@@ -241,7 +268,7 @@ fn run_inner(
     plan: &Plan,
     roles: &Roles,
     me: PartyId,
-    local: Option<Vec<Row>>,
+    local: Option<LocalInput>,
     min_group_size: u32,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<PartyOutcome, QueryError> {
@@ -270,6 +297,7 @@ fn run_inner(
         me,
         owners,
         requester,
+        parties: roles.parties(),
     };
     let is_owner = cx.owners.contains(&me);
     if is_owner != local.is_some() {
@@ -283,9 +311,21 @@ fn run_inner(
         columns: plan.columns(),
         ..Default::default()
     };
+    let (rows_in, join_in) = match local {
+        None => (None, None),
+        Some(LocalInput::Rows(r)) if plan.join.is_none() => (Some(r), None),
+        Some(LocalInput::Join { left, right }) if plan.join.is_some() => {
+            (None, Some((left, right)))
+        }
+        Some(_) => {
+            return Err(QueryError::arg(
+                "local input of the wrong kind for this plan (rows vs join sides)",
+            ))
+        }
+    };
     let digest = match &plan.local {
         LocalWork::Select(_) => {
-            let (table, rows) = run_select(net, &cx, local)?;
+            let (table, rows) = run_select(net, &cx, rows_in)?;
             out.rows = rows;
             out.table = table;
             None
@@ -297,7 +337,11 @@ fn run_inner(
             } else {
                 None
             };
-            let r = crate::exec_agg::run_aggregate(net, &cx, session, local, min_group_size, rng)?;
+            let r = if plan.join.is_some() {
+                crate::exec_join::run_join(net, &cx, session, join_in, min_group_size, rng)?
+            } else {
+                crate::exec_agg::run_aggregate(net, &cx, session, rows_in, min_group_size, rng)?
+            };
             out.rows = r.rows;
             out.suppressed_groups = r.suppressed;
             out.table = r.table;

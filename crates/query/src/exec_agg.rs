@@ -108,17 +108,18 @@ pub(crate) fn run_aggregate(
     Ok(out)
 }
 
-struct ComputeResult {
-    digest: Hash,
-    rows: u64,
-    suppressed: u64,
-    table: Option<ResultTable>,
+pub(crate) struct ComputeResult {
+    pub digest: Hash,
+    pub rows: u64,
+    pub suppressed: u64,
+    pub table: Option<ResultTable>,
 }
 
 /// Totals per union group of every partial (min/max already combined across owners).
-struct Totals {
-    parts: Vec<ArithShares>,
-    q: LocalAggregateQuery,
+pub(crate) struct Totals {
+    /// One vector per entry of `q.aggregates`, one element per group.
+    pub parts: Vec<ArithShares>,
+    pub q: LocalAggregateQuery,
 }
 
 impl Totals {
@@ -243,14 +244,39 @@ fn compute(
         parts,
         q: q.clone(),
     };
+    finish(net, cx, sess, &union, &totals, k, false)
+}
+
+/// Steps 3 and 4 on the combined totals of the groups `union` (sorted): suppression,
+/// HAVING, ordering and the reveal to the requester. With `skip_empty` (a join, whose
+/// candidate groups may hold no row) groups with COUNT(*) = 0 are neither shown nor
+/// counted as suppressed.
+pub(crate) fn finish(
+    net: &Net,
+    cx: &Ctx<'_>,
+    sess: &mut Session,
+    union: &[Row],
+    totals: &Totals,
+    k: u64,
+    skip_empty: bool,
+) -> R<ComputeResult> {
+    let me = cx.me;
+    let g = union.len();
     // 3. Keep bits: [COUNT(*) ≥ K] ∧ HAVING; only the AND is revealed.
     let count_rows = totals.get(&LocalAggregate::CountRows)?.clone();
     let keep_k = sess.count_at_least(&count_rows, k)?;
-    let below = sess.bit2a(&keep_k.not(me))?.sum();
+    let below = if skip_empty {
+        let present = sess.eq_zero(&count_rows)?.not(me);
+        let both = BitShares::concat(&[&present, &keep_k]);
+        let a = sess.bit2a(&both)?;
+        a.slice(0..g)?.sum().sub(&a.slice(g..2 * g)?.sum())?
+    } else {
+        sess.bit2a(&keep_k.not(me))?.sum()
+    };
     let suppressed = sess.reveal_all(&below)?.first().copied().unwrap_or(0);
     let keep = match &cx.plan.having {
         Some(h) => {
-            let (t, _) = having(sess, cx, &totals, h)?;
+            let (t, _) = having(sess, cx, totals, h)?;
             sess.and_bits(&keep_k, &t)?
         }
         None => keep_k,

@@ -23,18 +23,21 @@ pub mod error;
 pub mod exec;
 mod exec_agg;
 mod exec_io;
+mod exec_join;
+mod exec_join_align;
 mod exec_top;
 mod parse;
 mod parse_expr;
+mod parse_join;
 pub mod plan;
 pub mod policy;
 pub mod table;
 
 pub use error::QueryError;
-pub use exec::{run_party, PartyOutcome, Roles};
+pub use exec::{run_party, LocalInput, PartyOutcome, Roles};
 pub use plan::{
-    plan, AggFunc, AggSpec, Catalog, HavingExpr, LocalWork, OrderKey, OrderTarget, OutputColumn,
-    OutputExpr, Plan, FRAC_BITS,
+    plan, AggFunc, AggSpec, Catalog, HavingExpr, JoinSide, JoinSpec, LocalWork, OrderKey,
+    OrderTarget, OutputColumn, OutputExpr, Plan, FRAC_BITS,
 };
 pub use policy::{check_policy, PolicyDecision};
 pub use table::ResultTable;

@@ -50,7 +50,7 @@ fn schema_of(e: &DatasetEntry) -> R<Schema> {
     Ok(Schema { columns })
 }
 
-fn resolve_source<'a>(name: &ObjectName, catalog: &'a Catalog) -> R<Source<'a>> {
+pub(crate) fn resolve_source<'a>(name: &ObjectName, catalog: &'a Catalog) -> R<Source<'a>> {
     let mut parts = Vec::new();
     for p in &name.0 {
         match p.as_ident() {
@@ -223,9 +223,9 @@ fn contains_aggregate(e: &Expr) -> bool {
 }
 
 pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
-    let stmts = Parser::parse_sql(&GenericDialect {}, sql)
+    let mut stmts = Parser::parse_sql(&GenericDialect {}, sql)
         .map_err(|e| QueryError::Syntax(e.to_string()))?;
-    let stmt = match stmts.as_slice() {
+    let stmt = match stmts.as_mut_slice() {
         [s] => s,
         [] => return Err(QueryError::Syntax("empty query".into())),
         _ => return unsupported("more than one statement"),
@@ -236,6 +236,13 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
         return unsupported(format!("{word} statement (only SELECT)"));
     };
     check_query_shape(q)?;
+    let is_join = matches!(q.body.as_ref(),
+        SetExpr::Select(s) if s.from.len() == 1 && !s.from[0].joins.is_empty());
+    let joined = if is_join {
+        Some(crate::parse_join::prepare(q, catalog)?)
+    } else {
+        None
+    };
     let sel = match q.body.as_ref() {
         SetExpr::Select(s) => s,
         SetExpr::SetOperation { op, .. } => return unsupported(format!("{op}")),
@@ -245,6 +252,14 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
         _ => return unsupported("this kind of query body"),
     };
     check_select_shape(sel)?;
+    let (src, join_from) = match joined {
+        Some((src, join)) => (src, Some(join)),
+        None => (single_source(sel, catalog)?, None),
+    };
+    plan_select(sql, q, sel, src, join_from)
+}
+
+fn single_source<'a>(sel: &Select, catalog: &'a Catalog) -> R<Source<'a>> {
     let from = match sel.from.as_slice() {
         [] => return Err(QueryError::Invalid("missing FROM".into())),
         [f] => f,
@@ -261,7 +276,7 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
                 return unsupported(format!("table function {name}"));
             }
             if alias.is_some() {
-                return unsupported("table alias");
+                return unsupported("table alias (outside a JOIN)");
             }
             name
         }
@@ -269,7 +284,16 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
         TableFactor::NestedJoin { .. } => return unsupported("JOIN"),
         _ => return unsupported("this kind of FROM clause"),
     };
-    let src = resolve_source(name, catalog)?;
+    resolve_source(name, catalog)
+}
+
+fn plan_select(
+    sql: &str,
+    q: &Query,
+    sel: &Select,
+    src: Source<'_>,
+    join_from: Option<crate::parse_join::JoinFrom<'_>>,
+) -> R<Plan> {
     let mut cx = Ctx {
         src: &src,
         uses: BTreeMap::new(),
@@ -427,7 +451,7 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
             mask: None,
         })
     };
-    let datasets = src
+    let mut datasets: Vec<DatasetRef> = src
         .entries
         .iter()
         .map(|e| DatasetRef {
@@ -436,7 +460,8 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
             version_tx: e.tx_id,
         })
         .collect();
-    Ok(Plan {
+    datasets.sort_by(|a, b| (a.owner, &a.name).cmp(&(b.owner, &b.name)));
+    let plan = Plan {
         sql: sql.to_string(),
         datasets,
         dataset: src.name.clone(),
@@ -448,5 +473,10 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
         order_by,
         limit,
         uses: cx.uses,
-    })
+        join: None,
+    };
+    match join_from {
+        Some(j) => crate::parse_join::finish(plan, j),
+        None => Ok(plan),
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use consort_crypto::encoding::Writer;
 use consort_crypto::{hash_domain, Hash, MemberId};
-use consort_data::store::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect};
+use consort_data::store::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate};
 use consort_data::{ColumnType, Schema};
 use consort_ledger::dataset::DatasetEntry;
 use consort_ledger::policy::{DatasetRef, Permission};
@@ -152,6 +152,80 @@ pub enum HavingExpr {
     Not(Box<HavingExpr>),
 }
 
+/// One side of a cross-member JOIN (`FROM a JOIN b ON a.k = b.k`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinSide {
+    /// The table alias (or the dataset name when there is none); the plan's virtual
+    /// column names are `alias.column`.
+    pub alias: String,
+    /// The dataset name.
+    pub dataset: String,
+    /// The members holding it, sorted (several when `FROM name` is a union).
+    pub owners: Vec<MemberId>,
+    /// The dataset's schema (plain column names).
+    pub schema: Schema,
+    /// The join key column.
+    pub key: String,
+    /// This side's part of WHERE (plain names), evaluated by each owner into a secret 0/1
+    /// mask per row; rows are never dropped before the intersection.
+    pub filter: Option<Predicate>,
+    /// The payload columns the compute parties need from this side (group keys and
+    /// aggregate arguments, plain names), in first-use order.
+    pub columns: Vec<String>,
+}
+
+impl JoinSide {
+    /// What each owner of this side runs on its own table: the key, the payload columns
+    /// and (with a WHERE part) the mask, for every row.
+    pub fn local_select(&self) -> LocalSelect {
+        let mut columns = vec![self.key.clone()];
+        columns.extend(self.columns.iter().cloned());
+        LocalSelect {
+            columns,
+            filter: None,
+            mask: self.filter.clone(),
+        }
+    }
+
+    /// The virtual (plan) name of one of this side's columns.
+    pub fn qualified(&self, column: &str) -> String {
+        format!("{}.{column}", self.alias)
+    }
+
+    /// The plain column of a virtual name, if it belongs to this side.
+    pub fn plain<'a>(&self, qualified: &'a str) -> Option<&'a str> {
+        qualified
+            .strip_prefix(self.alias.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+    }
+}
+
+/// A JOIN of two datasets (see docs/QUERY.md, "Joins"). The pairs of owners
+/// (left owner, right owner) are aligned one by one: by PSI between two members, or
+/// locally when one member holds both sides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinSpec {
+    pub left: JoinSide,
+    pub right: JoinSide,
+}
+
+impl JoinSpec {
+    pub fn sides(&self) -> [&JoinSide; 2] {
+        [&self.left, &self.right]
+    }
+
+    /// Every (left owner, right owner) pair, in the order they are aligned and input.
+    pub fn pairs(&self) -> Vec<(MemberId, MemberId)> {
+        let mut out = Vec::new();
+        for l in &self.left.owners {
+            for r in &self.right.owners {
+                out.push((*l, *r));
+            }
+        }
+        out
+    }
+}
+
 /// The federated plan of one query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -168,8 +242,12 @@ pub struct Plan {
     pub having: Option<HavingExpr>,
     pub order_by: Vec<OrderKey>,
     pub limit: Option<u64>,
-    /// Each column the query touches and how.
+    /// Each column the query touches and how (virtual `alias.column` names for a join).
     pub uses: BTreeMap<String, BTreeSet<Permission>>,
+    /// The JOIN, if any. For a join `dataset` and `schema` describe the virtual joined
+    /// relation, `local` holds no filter (each side's WHERE is in its [`JoinSide`]) and
+    /// the owners run [`JoinSide::local_select`] instead.
+    pub join: Option<JoinSpec>,
 }
 
 /// Plans `sql` against the catalog (see the crate docs for the subset).
@@ -296,6 +374,22 @@ impl Plan {
             w.string(c);
             let ps: Vec<u8> = ps.iter().map(|p| p.code()).collect();
             w.bytes(&ps);
+        });
+        w.option(self.join.as_ref(), |w, j| {
+            for side in j.sides() {
+                w.string(&side.alias).string(&side.dataset);
+                w.list(&side.owners, |w, o| {
+                    w.member_id(o);
+                });
+                w.list(&side.schema.columns, |w, c| {
+                    w.string(&c.name).string(c.ty.as_str()).bool(c.nullable);
+                });
+                w.string(&side.key);
+                w.option(side.filter.as_ref(), put_predicate);
+                w.list(&side.columns, |w, c| {
+                    w.string(c);
+                });
+            }
         });
         w.into_bytes()
     }

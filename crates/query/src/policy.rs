@@ -14,6 +14,8 @@
 //! - The minimum group size is the maximum `min_group_size` over the applicable grants
 //!   that contributed a needed permission (over all applicable grants when no column is
 //!   used), and never below 1.
+//! - For a JOIN only the columns of the owner's own side(s) count, by their plain names,
+//!   and both join keys need `join`.
 //! - The owner querying its own data needs no grant: approved, with K = the maximum over
 //!   applicable grants if there are any (so the owner sees what its grantees would),
 //!   else [`DEFAULT_MIN_GROUP_SIZE`].
@@ -90,8 +92,9 @@ pub fn check_policy(
             "no grant on dataset {dataset} applies to member {requester}"
         ));
     }
+    let uses = crate::parse_join::uses_for(plan, owner, dataset);
     let mut contributing: BTreeSet<usize> = BTreeSet::new();
-    for (column, needs) in &plan.uses {
+    for (column, needs) in &uses {
         for need in needs {
             let givers: Vec<usize> = applicable
                 .iter()
@@ -114,7 +117,7 @@ pub fn check_policy(
         contributing.iter().map(|&i| applicable[i]).collect()
     };
     let k = max_k(&used).unwrap_or(DEFAULT_MIN_GROUP_SIZE).max(1);
-    let cols: Vec<&str> = plan.uses.keys().map(|c| c.as_str()).collect();
+    let cols: Vec<&str> = uses.keys().map(|c| c.as_str()).collect();
     PolicyDecision {
         approve: true,
         reason: format!(

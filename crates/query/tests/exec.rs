@@ -486,7 +486,7 @@ fn vanished_party_is_an_error_naming_it() {
                     let local = data
                         .iter()
                         .find(|(o, _)| *o == m)
-                        .map(|(_, r)| local_eval(p, r));
+                        .map(|(_, r)| local_eval(p, r).into());
                     let mut rng = StdRng::seed_from_u64(i as u64);
                     Some(consort_query::run_party(
                         &mut t, p, roles, &m, local, 1, &mut rng,

@@ -118,8 +118,8 @@ fn unsupported_constructs_are_named() {
         ("SELECT DISTINCT region FROM sales", "DISTINCT"),
         ("SELECT s.region FROM sales s", "alias"),
         (
-            "SELECT region FROM sales JOIN other ON sales.region = other.region",
-            "JOIN",
+            "SELECT COUNT(*) FROM sales a FULL JOIN sales b ON a.region = b.region",
+            "FULL JOIN",
         ),
         ("SELECT region FROM (SELECT region FROM sales)", "subquery"),
         (

@@ -10,7 +10,7 @@ use consort_data::Row;
 use consort_ledger::policy::{QueryEntry, QueryOutcome, QueryResult};
 use consort_ledger::{Approval, Transaction, TxPayload};
 use consort_mpc::transport::{unframe, Transport, TAG_DATA};
-use consort_query::{LocalWork, PartyOutcome, Plan, ResultTable, Roles};
+use consort_query::{LocalInput, LocalWork, PartyOutcome, Plan, ResultTable, Roles};
 
 use crate::core::NodeShared;
 
@@ -121,8 +121,26 @@ async fn local_part(
     node: &NodeShared,
     plan: &Plan,
     entry: &QueryEntry,
-) -> Result<Vec<Row>, String> {
+) -> Result<LocalInput, String> {
     let me = node.me;
+    if let Some(join) = &plan.join {
+        // Each side this member holds: key, payload columns and WHERE mask of every row.
+        let store = node.queries.store().await.map_err(|e| e.to_string())?;
+        let mut sides: [Option<Vec<Row>>; 2] = [None, None];
+        for (i, side) in join.sides().into_iter().enumerate() {
+            if !side.owners.contains(&me) {
+                continue;
+            }
+            let (table, schema) = own_table(node, &side.dataset)?;
+            let rows = store
+                .select(&table, &schema, &side.local_select())
+                .await
+                .map_err(|e| format!("reading this owner's side of the join: {e}"))?;
+            sides[i] = Some(rows);
+        }
+        let [left, right] = sides;
+        return Ok(LocalInput::Join { left, right });
+    }
     let mine: Vec<_> = entry
         .request
         .datasets
@@ -132,12 +150,7 @@ async fn local_part(
     let store = node.queries.store().await.map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for dataset in mine {
-        let record = node
-            .chain
-            .read(|s| s.dataset(&me, &dataset.name).map(|d| d.record.clone()))
-            .ok_or_else(|| format!("dataset {} is not on the ledger", dataset.name))?;
-        let schema = crate::datasets::schema_of(&record.columns).map_err(|e| e.to_string())?;
-        let table = crate::datasets::table_name(&record.name, record.version);
+        let (table, schema) = own_table(node, &dataset.name)?;
         let part = match &plan.local {
             LocalWork::Aggregate(q) => store.aggregate(&table, &schema, q).await,
             LocalWork::Select(q) => store.select(&table, &schema, q).await,
@@ -145,7 +158,18 @@ async fn local_part(
         .map_err(|e| format!("running this owner's part on its database: {e}"))?;
         rows.extend(part);
     }
-    Ok(rows)
+    Ok(LocalInput::Rows(rows))
+}
+
+/// The database table and schema of this member's current version of `dataset`.
+fn own_table(node: &NodeShared, dataset: &str) -> Result<(String, consort_data::Schema), String> {
+    let me = node.me;
+    let record = node
+        .chain
+        .read(|s| s.dataset(&me, dataset).map(|d| d.record.clone()))
+        .ok_or_else(|| format!("dataset {dataset} is not on the ledger"))?;
+    let schema = crate::datasets::schema_of(&record.columns).map_err(|e| e.to_string())?;
+    Ok((crate::datasets::table_name(&record.name, record.version), schema))
 }
 
 fn result_payload(query: Hash, outcome: &PartyOutcome) -> Result<TxPayload, String> {

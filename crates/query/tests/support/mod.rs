@@ -10,7 +10,9 @@ use consort_crypto::{Hash, MemberId};
 use consort_data::store::{CmpOp, LocalAggregate, Predicate};
 use consort_data::{ColumnType, Row, Schema, Value};
 use consort_ledger::dataset::{ColumnSpec, DatasetEntry, DatasetKind, DatasetRecord};
-use consort_query::{run_party, Catalog, LocalWork, PartyOutcome, Plan, QueryError, Roles};
+use consort_query::{
+    run_party, Catalog, LocalInput, LocalWork, PartyOutcome, Plan, QueryError, Roles,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -301,6 +303,7 @@ pub fn run_all(
                         .find(|(o, _)| *o == m)
                         .map(|(_, rows)| local_eval(plan, rows));
                     let mut rng = StdRng::seed_from_u64(seed ^ (i as u64 * 7919));
+                    let local = local.map(LocalInput::from);
                     let r = run_party(&mut t, plan, roles, &m, local, k, &mut rng);
                     assert_eq!(t.me(), i, "transport handed back");
                     (m, r)
