@@ -586,3 +586,72 @@ proptest::proptest! {
         check_run(&cs[ci % cs.len()], config, seed);
     }
 }
+
+fn grant_on(
+    owner: MemberId,
+    dataset: &str,
+    cols: &[(&str, &[consort_ledger::policy::Permission])],
+) -> consort_ledger::policy::GrantEntry {
+    use consort_ledger::policy::{ColumnGrant, Grant, GrantEntry, Grantee};
+    let mut columns: Vec<ColumnGrant> = cols
+        .iter()
+        .map(|(c, ps)| ColumnGrant {
+            column: c.to_string(),
+            permissions: ps.to_vec(),
+        })
+        .collect();
+    columns.sort_by(|a, b| a.column.cmp(&b.column));
+    GrantEntry {
+        id: consort_crypto::Hash([7; 32]),
+        owner,
+        grant: Grant {
+            dataset: dataset.into(),
+            grantee: Grantee::Anyone,
+            columns,
+            min_group_size: 2,
+            expires_ms: None,
+        },
+        granted_ms: 0,
+        revoked_by: None,
+    }
+}
+
+#[test]
+fn each_owner_checks_only_its_side_and_the_key_needs_join() {
+    use consort_ledger::policy::Permission::{Aggregate, Group, Join};
+    use consort_query::check_policy;
+    let p = plan(
+        "SELECT v.ward, SUM(c.amount) FROM \"m0\".visits v JOIN \"m2\".claims c \
+         ON v.patient = c.patient GROUP BY v.ward",
+        &join_catalog(),
+    )
+    .unwrap();
+    let requester = member(5);
+    let visits_ok = grant_on(member(0), "visits", &[("patient", &[Join]), ("ward", &[Group])]);
+    let claims_ok = grant_on(member(2), "claims", &[("patient", &[Join]), ("amount", &[Aggregate])]);
+    let d = check_policy(&p, &member(0), "visits", &requester, &[&visits_ok], 0);
+    assert!(d.approve, "{}", d.reason);
+    assert_eq!(d.min_group_size, 2);
+    let d = check_policy(&p, &member(2), "claims", &requester, &[&claims_ok], 0);
+    assert!(d.approve, "{}", d.reason);
+    // The key without `join` (even with every other permission): refused, naming it.
+    let no_join = grant_on(
+        member(2),
+        "claims",
+        &[("patient", &[Group, Aggregate]), ("amount", &[Aggregate])],
+    );
+    let d = check_policy(&p, &member(2), "claims", &requester, &[&no_join], 0);
+    assert!(!d.approve);
+    assert!(d.reason.contains("\"patient\"") && d.reason.contains("join"), "{}", d.reason);
+    // `plain` does not imply `join`.
+    let plain = grant_on(
+        member(0),
+        "visits",
+        &[
+            ("patient", &[consort_ledger::policy::Permission::Plain]),
+            ("ward", &[Group]),
+        ],
+    );
+    let d = check_policy(&p, &member(0), "visits", &requester, &[&plain], 0);
+    assert!(!d.approve, "{}", d.reason);
+}
