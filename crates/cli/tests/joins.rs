@@ -23,7 +23,11 @@ fn write_claims(path: &Path, rows: usize) {
             _ => format!("x-{p}"),
         };
         let insurer = ["acme", "zeta", "omega"][(p / 2) % 3];
-        out += &format!("{patient},{insurer},{}.{:02}\n", 100 + (p * 37) % 900, p % 100);
+        out += &format!(
+            "{patient},{insurer},{}.{:02}\n",
+            100 + (p * 37) % 900,
+            p % 100
+        );
     }
     std::fs::write(path, out).unwrap();
 }
@@ -49,7 +53,15 @@ fn dir_arg(cluster: &LocalCluster, m: usize) -> String {
 fn grant(cluster: &LocalCluster, owner: usize, dataset: &str, columns: &str) {
     let dir = dir_arg(cluster, owner);
     let (code, _, err) = consort(&[
-        "--dir", &dir, "grant", dataset, "--to", "*", "--columns", columns, "--json",
+        "--dir",
+        &dir,
+        "grant",
+        dataset,
+        "--to",
+        "*",
+        "--columns",
+        columns,
+        "--json",
     ]);
     assert_eq!(code, 0, "grant failed: {err}");
 }
@@ -180,7 +192,12 @@ async fn joins_across_members_match_sqlite_and_need_the_join_permission() {
         );
     }
     for m in [0, 2] {
-        grant(&cluster, m, "claims", "patient:join,insurer:group+filter,claim:aggregate");
+        grant(
+            &cluster,
+            m,
+            "claims",
+            "patient:join,insurer:group+filter,claim:aggregate",
+        );
     }
     let db = rusqlite::Connection::open_in_memory().unwrap();
     load_reference(

@@ -143,7 +143,11 @@ fn align_and_encode(
                     "does not hold"
                 },
                 side.alias,
-                if rows[i].is_some() { "passed" } else { "did not pass" }
+                if rows[i].is_some() {
+                    "passed"
+                } else {
+                    "did not pass"
+                }
             )));
         }
     }
@@ -231,10 +235,7 @@ fn receive_inputs(
         if left.n != right.n {
             return Err(net.malformed(
                 cx.party_of(&r)?,
-                format!(
-                    "{} aligned rows, the other side has {}",
-                    right.n, left.n
-                ),
+                format!("{} aligned rows, the other side has {}", right.n, left.n),
             ));
         }
         out.push([left, right]);
@@ -324,8 +325,7 @@ fn combine(
         };
         // Candidate groups: every left tuple × every right tuple (one empty tuple for a
         // side without group columns).
-        let lt: Vec<(Option<&ArithShares>, &[consort_data::Value])> = if lp.indicators.is_empty()
-        {
+        let lt: Vec<(Option<&ArithShares>, &[consort_data::Value])> = if lp.indicators.is_empty() {
             vec![(None, &[][..])]
         } else {
             lp.indicators
@@ -334,8 +334,7 @@ fn combine(
                 .map(|(i, t)| (Some(i), t.as_slice()))
                 .collect()
         };
-        let rt: Vec<(Option<&ArithShares>, &[consort_data::Value])> = if rp.indicators.is_empty()
-        {
+        let rt: Vec<(Option<&ArithShares>, &[consort_data::Value])> = if rp.indicators.is_empty() {
             vec![(None, &[][..])]
         } else {
             rp.indicators
@@ -395,9 +394,7 @@ fn combine(
                         extremes.push((w, x.add_const(me, fill.wrapping_neg())));
                     }
                     (_, Some((x, _))) => dots.push((w, x)),
-                    (_, None) => {
-                        return Err(QueryError::arg(format!("partial {j} has no column")))
-                    }
+                    (_, None) => return Err(QueryError::arg(format!("partial {j} has no column"))),
                 }
             }
         }
@@ -511,10 +508,7 @@ fn reduce_segments(
     min: bool,
 ) -> R<ArithShares> {
     let me = sess.me();
-    let mut cur: Vec<ArithShares> = segments
-        .iter()
-        .map(|s| ArithShares::concat(s))
-        .collect();
+    let mut cur: Vec<ArithShares> = segments.iter().map(|s| ArithShares::concat(s)).collect();
     let mut len = cur.iter().map(|v| v.len()).max().unwrap_or(0).max(1);
     for v in cur.iter_mut() {
         if v.len() < len {

@@ -191,13 +191,7 @@ pub(crate) fn encode_side(
                 })
         })
         .collect::<R<_>>()?;
-    let tuple = |r: &Row| -> Row {
-        layout
-            .groups
-            .iter()
-            .map(|&(_, i)| r[i].clone())
-            .collect()
-    };
+    let tuple = |r: &Row| -> Row { layout.groups.iter().map(|&(_, i)| r[i].clone()).collect() };
     let mut tuples: Vec<Row> = picked.iter().map(|r| tuple(r)).collect();
     tuples.sort_by(|a, b| cmp_rows(a, b));
     tuples.dedup_by(|a, b| cmp_rows(a, b).is_eq());

@@ -447,7 +447,9 @@ pub(crate) fn uses_for(
         }
         for (c, ps) in &plan.uses {
             if let Some(p) = s.plain(c) {
-                out.entry(p.to_string()).or_default().extend(ps.iter().copied());
+                out.entry(p.to_string())
+                    .or_default()
+                    .extend(ps.iter().copied());
             }
         }
     }

@@ -434,7 +434,7 @@ fn check_run(c: &Case, config: usize, seed: u64) -> (usize, u64) {
             .drain(..)
             .map(|r| (r.iter().map(|v| format!("{v:?}")).collect(), r))
             .collect();
-        g.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)));
+        g.sort_by_key(|a| key(&a.0));
         got_rows = g.into_iter().map(|x| x.1).collect();
         want_rows.sort_by_key(|r| {
             r.iter()
@@ -503,7 +503,10 @@ fn join_plans_split_where_per_side_and_need_join_on_both_keys() {
     )
     .unwrap();
     let j = p.join.as_ref().unwrap();
-    assert_eq!((j.left.key.as_str(), j.right.key.as_str()), ("patient", "patient"));
+    assert_eq!(
+        (j.left.key.as_str(), j.right.key.as_str()),
+        ("patient", "patient")
+    );
     assert_eq!(j.left.owners, vec![member(0)]);
     assert_eq!(j.right.owners, vec![member(2)]);
     assert!(j.left.filter.is_some() && j.right.filter.is_some());
@@ -522,15 +525,15 @@ fn join_errors_name_the_construct() {
     let base = "FROM \"m0\".visits v JOIN \"m2\".claims c ON v.patient = c.patient";
     for (sql, want) in [
         (
-            format!("SELECT COUNT(*) FROM \"m0\".visits v LEFT JOIN \"m2\".claims c ON v.patient = c.patient"),
+            "SELECT COUNT(*) FROM \"m0\".visits v LEFT JOIN \"m2\".claims c ON v.patient = c.patient".to_string(),
             "LEFT JOIN",
         ),
         (
-            format!("SELECT COUNT(*) FROM \"m0\".visits v JOIN \"m2\".claims c ON v.patient < c.patient"),
+            "SELECT COUNT(*) FROM \"m0\".visits v JOIN \"m2\".claims c ON v.patient < c.patient".to_string(),
             "JOIN condition",
         ),
         (
-            format!("SELECT COUNT(*) FROM \"m0\".visits v JOIN \"m2\".claims c ON v.ward = c.patient"),
+            "SELECT COUNT(*) FROM \"m0\".visits v JOIN \"m2\".claims c ON v.ward = c.patient".to_string(),
             "different types",
         ),
         (format!("SELECT COUNT(*) {base} WHERE v.age > 3 OR c.amount > 1"), "mixes columns"),
@@ -627,8 +630,16 @@ fn each_owner_checks_only_its_side_and_the_key_needs_join() {
     )
     .unwrap();
     let requester = member(5);
-    let visits_ok = grant_on(member(0), "visits", &[("patient", &[Join]), ("ward", &[Group])]);
-    let claims_ok = grant_on(member(2), "claims", &[("patient", &[Join]), ("amount", &[Aggregate])]);
+    let visits_ok = grant_on(
+        member(0),
+        "visits",
+        &[("patient", &[Join]), ("ward", &[Group])],
+    );
+    let claims_ok = grant_on(
+        member(2),
+        "claims",
+        &[("patient", &[Join]), ("amount", &[Aggregate])],
+    );
     let d = check_policy(&p, &member(0), "visits", &requester, &[&visits_ok], 0);
     assert!(d.approve, "{}", d.reason);
     assert_eq!(d.min_group_size, 2);
@@ -642,7 +653,11 @@ fn each_owner_checks_only_its_side_and_the_key_needs_join() {
     );
     let d = check_policy(&p, &member(2), "claims", &requester, &[&no_join], 0);
     assert!(!d.approve);
-    assert!(d.reason.contains("\"patient\"") && d.reason.contains("join"), "{}", d.reason);
+    assert!(
+        d.reason.contains("\"patient\"") && d.reason.contains("join"),
+        "{}",
+        d.reason
+    );
     // `plain` does not imply `join`.
     let plain = grant_on(
         member(0),

@@ -169,7 +169,10 @@ fn own_table(node: &NodeShared, dataset: &str) -> Result<(String, consort_data::
         .read(|s| s.dataset(&me, dataset).map(|d| d.record.clone()))
         .ok_or_else(|| format!("dataset {dataset} is not on the ledger"))?;
     let schema = crate::datasets::schema_of(&record.columns).map_err(|e| e.to_string())?;
-    Ok((crate::datasets::table_name(&record.name, record.version), schema))
+    Ok((
+        crate::datasets::table_name(&record.name, record.version),
+        schema,
+    ))
 }
 
 fn result_payload(query: Hash, outcome: &PartyOutcome) -> Result<TxPayload, String> {
