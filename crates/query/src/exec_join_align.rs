@@ -18,9 +18,9 @@ use crate::plan::JoinSide;
 
 type R<T> = Result<T, QueryError>;
 
-/// The largest number of ring elements one side may input (a header asking for more is
-/// refused before anything is allocated).
-const MAX_SIDE_ELEMENTS: u64 = 1 << 28;
+/// The largest number of ring elements one side of one pair may input (2^26: 512 MiB per
+/// share vector); a header asking for more is refused before anything is allocated.
+const MAX_SIDE_ELEMENTS: u64 = 1 << 26;
 
 /// A join key as a PSI key (same type ⇒ same canonical encoding on both sides).
 pub(crate) fn psi_key(v: &Value) -> PsiKey {

@@ -44,8 +44,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"cpsi\0\0\0\x01");
 /// reserve absurd amounts of memory.
 const MAX_SET: u64 = 1 << 40;
 
-/// Upper bound on the rows of a join alignment (the cross product of duplicates).
-const MAX_ALIGNED: u64 = 1 << 36;
+/// Upper bound on the rows of a join alignment (the cross product of duplicates): the row
+/// counts come from the peer, so this bounds the memory a peer can make us allocate (1 GiB
+/// of row indices).
+const MAX_ALIGNED: u64 = 1 << 27;
 
 const POINT: usize = 32;
 
@@ -320,7 +322,8 @@ fn flow(
     // 2'/3. The peer's points: raise them to our scalar; answer each chunk at once unless
     // the answer must be sorted first (cardinality).
     let keep = i_learn || (peer_learns && card);
-    let mut peer_db: Vec<Enc> = Vec::with_capacity(if keep { peer_n } else { 0 });
+    // Reserve by what has arrived, never by what the peer announced.
+    let mut peer_db: Vec<Enc> = Vec::with_capacity(if keep { peer_n.min(MAX_CHUNK) } else { 0 });
     link.recv_items(peer_n, POINT, "blinded points", |link, m| {
         let db = blinding.reblind(&m, &link.name)?;
         if peer_learns && !card {
