@@ -117,6 +117,26 @@ pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Re
         }
         datasets.push(json!({ "member": member.name, "rows": summary.rows_kept, "commitment": summary.commitment, "verified": true }));
     }
+    // The second hospital also follows up some of the first one's patients.
+    if let Some(riverside) = cluster.members.get(1) {
+        let path = docs_dir.join(format!("{}-followups.csv", riverside.name));
+        crate::demo_queries::write_followups(&path, 160)?;
+        let summary = consort_node::datasets::add(
+            &riverside.dir,
+            consort_node::datasets::AddRequest {
+                name: "followups".into(),
+                inputs: vec![path],
+                ..Default::default()
+            },
+            Box::new(|_| {}),
+        )
+        .await?;
+        say(format!(
+            "{} registered dataset followups: {} rows, commitment {}",
+            riverside.name, summary.rows_kept, summary.commitment
+        ));
+        datasets.push(json!({ "member": riverside.name, "dataset": "followups", "rows": summary.rows_kept, "commitment": summary.commitment, "verified": true }));
+    }
     let catalog = cluster.members[0].client.catalog().await?;
     say(format!(
         "the catalog lists {} datasets from {} members (schemas and commitments, no rows)",

@@ -1,5 +1,6 @@
 //! The joint-query part of `consort demo`: grants on every hospital's visits, then a count,
-//! a grouped average, a HAVING clause, a suppressed small group and a refused query, each
+//! a grouped average, a HAVING clause, a suppressed small group, a refused query and a
+//! private join with the second hospital's follow-ups of the first one's patients, each
 //! answered by MPC and recorded on the ledger.
 
 use std::time::Duration;
@@ -13,12 +14,16 @@ use crate::cluster::LocalCluster;
 use crate::commands::sign_for;
 
 /// What every hospital lets every member do with its visits: group by region and ward,
-/// filter on age and admission date, aggregate the amount. Patient ids and diagnoses get
-/// no permission at all.
-pub const DEMO_GRANT: &str = "region:group,ward:group,age:filter,admitted:filter,amount:aggregate";
+/// filter on age and admission date, aggregate the amount, join on the patient id (which
+/// is never revealed). Diagnoses get no permission at all.
+pub const DEMO_GRANT: &str =
+    "patient:join,region:group,ward:group,age:filter,admitted:filter,amount:aggregate";
+
+/// What the second hospital lets everyone do with its follow-ups.
+pub const FOLLOWUP_GRANT: &str = "patient:join,clinic:group,cost:aggregate";
 
 /// The demo's queries, with whether each should be answered.
-pub const DEMO_QUERIES: [(&str, &str, bool); 5] = [
+pub const DEMO_QUERIES: [(&str, &str, bool); 6] = [
     ("a count over all hospitals", "SELECT COUNT(*) AS visits FROM visits", true),
     (
         "a grouped average",
@@ -40,7 +45,33 @@ pub const DEMO_QUERIES: [(&str, &str, bool); 5] = [
         "SELECT diagnosis, COUNT(*) FROM visits GROUP BY diagnosis",
         false,
     ),
+    (
+        "a private join: St Mary's visits of the patients Riverside follows up (PSI on the patient id)",
+        "SELECT f.clinic, COUNT(*), AVG(v.amount), SUM(f.cost) FROM \"st-mary\".visits v JOIN \"riverside\".followups f ON v.patient = f.patient GROUP BY f.clinic ORDER BY f.clinic",
+        true,
+    ),
 ];
+
+/// Writes the second hospital's follow-ups: some of the first hospital's patients (ids
+/// `h0-…`), seen again in one of three clinics, plus patients of its own.
+pub fn write_followups(path: &std::path::Path, rows: usize) -> Result<()> {
+    let mut out = String::from("patient,clinic,cost\n");
+    for p in 0..rows {
+        let patient = if p % 4 == 3 {
+            format!("r-{p}")
+        } else {
+            format!("h0-{}", (p * 7) % 300)
+        };
+        let clinic = ["cardiology", "oncology", "physio"][(p / 3) % 3];
+        out += &format!(
+            "{patient},{clinic},{}.{:02}\n",
+            40 + (p * 53) % 460,
+            p % 100
+        );
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
 
 /// Records the grants; returns their transaction ids.
 pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<String>> {
@@ -69,6 +100,32 @@ pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<V
         ));
         ids.push(tx.id().to_string());
     }
+    let riverside = cluster
+        .members
+        .get(1)
+        .ok_or_else(|| anyhow::anyhow!("the demo needs a second member"))?;
+    let grant = Grant {
+        dataset: "followups".into(),
+        grantee: Grantee::Anyone,
+        columns: crate::query::parse_columns(FOLLOWUP_GRANT)?,
+        min_group_size: consort_ledger::policy::DEFAULT_MIN_GROUP_SIZE,
+        expires_ms: None,
+    };
+    let tx = sign_for(&riverside.dir, TxPayload::Grant(grant))?;
+    let answer = riverside.client.submit(&tx, true).await?;
+    if answer["valid"] != true {
+        bail!(
+            "{}'s grant on followups was recorded invalid: {}",
+            riverside.name,
+            answer["reason"].as_str().unwrap_or("not committed")
+        );
+    }
+    say(format!(
+        "{} granted everyone {FOLLOWUP_GRANT} on followups (k = 3) -> tx {}",
+        riverside.name,
+        tx.id()
+    ));
+    ids.push(tx.id().to_string());
     Ok(ids)
 }
 

@@ -316,20 +316,25 @@ fn demo_runs_and_reports_json() {
         .all(|n| &n["head_hash"] == head && n["verified"] == true));
     assert_eq!(summary["notarised"].as_array().unwrap().len(), 3);
     let datasets = summary["datasets"].as_array().unwrap();
-    assert_eq!(datasets.len(), 3);
+    assert_eq!(datasets.len(), 4);
     let rows: Vec<u64> = datasets
         .iter()
         .map(|d| d["rows"].as_u64().unwrap())
         .collect();
-    assert_eq!(rows, [302, 350, 400], "{datasets:?}");
+    assert_eq!(rows, [302, 350, 400, 160], "{datasets:?}");
     assert!(
         datasets.iter().all(|d| d["verified"] == true),
         "{datasets:?}"
     );
-    assert_eq!(summary["grants"].as_array().unwrap().len(), 3);
-    // Four answered queries and one refusal, each recorded on the verified ledger.
+    assert_eq!(summary["grants"].as_array().unwrap().len(), 4);
+    // Five answered queries and one refusal, each recorded on the verified ledger.
     let queries = summary["queries"].as_array().unwrap();
-    assert_eq!(queries.len(), 5);
+    assert_eq!(queries.len(), 6);
+    // The private join: three clinics, 120 follow-ups of st-mary's patients in all.
+    let joined = queries[5]["answer"]["rows"].as_array().unwrap();
+    assert_eq!(joined.len(), 3, "{queries:?}");
+    let matched: i64 = joined.iter().map(|r| r[1].as_i64().unwrap()).sum();
+    assert_eq!(matched, 120, "{queries:?}");
     assert_eq!(
         queries[0]["answer"]["rows"],
         serde_json::json!([[1052]]),

@@ -106,7 +106,7 @@ pub(crate) fn prepare<'a>(q: &mut Query, catalog: &'a Catalog) -> R<(Source<'a>,
     let mut failure: Option<QueryError> = None;
     let _ = visit_expressions_mut(q, |e| {
         match qualify(e, &sides, &aliases) {
-            Ok(Some(name)) => *e = Expr::Identifier(Ident::with_quote('"', name)),
+            Ok(Some(name)) => *e = Expr::Identifier(Ident::new(name)),
             Ok(None) => {}
             Err(err) => {
                 failure = Some(err);
