@@ -309,6 +309,20 @@ pub enum BenchCommand {
     Query(BenchQueryArgs),
     /// Private set intersection between two member processes over TLS.
     Psi(BenchPsiArgs),
+    /// A JOIN query between two members' datasets, end to end, against plain SQLite.
+    Join(BenchJoinArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchJoinArgs {
+    /// Visits of the first member (the second holds three follow-ups per four of them).
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Timed runs of the join (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -120,7 +120,7 @@ pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Re
     // The second hospital also follows up some of the first one's patients.
     if let Some(riverside) = cluster.members.get(1) {
         let path = docs_dir.join(format!("{}-followups.csv", riverside.name));
-        crate::demo_queries::write_followups(&path, 160)?;
+        crate::demo_queries::write_followups(&path, 160, 300)?;
         let summary = consort_node::datasets::add(
             &riverside.dir,
             consort_node::datasets::AddRequest {

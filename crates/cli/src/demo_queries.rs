@@ -52,15 +52,17 @@ pub const DEMO_QUERIES: [(&str, &str, bool); 6] = [
     ),
 ];
 
-/// Writes the second hospital's follow-ups: some of the first hospital's patients (ids
-/// `h0-…`), seen again in one of three clinics, plus patients of its own.
-pub fn write_followups(path: &std::path::Path, rows: usize) -> Result<()> {
-    let mut out = String::from("patient,clinic,cost\n");
+/// Writes the second hospital's follow-ups: three in four are patients of the first
+/// hospital (ids `h0-0` … `h0-{patients - 1}`), seen again in one of three clinics; the
+/// rest are patients of its own.
+pub fn write_followups(path: &std::path::Path, rows: usize, patients: usize) -> Result<()> {
+    let mut out = String::with_capacity(rows * 32);
+    out.push_str("patient,clinic,cost\n");
     for p in 0..rows {
         let patient = if p % 4 == 3 {
             format!("r-{p}")
         } else {
-            format!("h0-{}", (p * 7) % 300)
+            format!("h0-{}", (p * 7) % patients.max(1))
         };
         let clinic = ["cardiology", "oncology", "physio"][(p / 3) % 3];
         out += &format!(
