@@ -13,10 +13,14 @@
 //!   (columns, aggregates, predicates, HAVING, literals);
 //! - [`policy`]: the owner's decision;
 //! - [`table`]: the revealed [`ResultTable`] and its hash;
+//! - `parse_join`: `FROM a JOIN b ON a.k = b.k`, planned as one virtual relation and split
+//!   per side ([`JoinSpec`]);
 //! - [`exec`] (roles, the entry point, raw selection, result attestation) and `exec_agg`
 //!   (the aggregate protocol, with the owners' encoding and the requester's decoding in
-//!   `exec_io`); `canon` is the canonical byte encoding shared by hashes and public
-//!   messages.
+//!   `exec_io` and its arithmetic in `exec_math`); `exec_join` (joins: PSI alignment per
+//!   pair of owners, MPC over the aligned rows, with the owners' edge in
+//!   `exec_join_align`); `canon` is the canonical byte encoding shared by hashes and
+//!   public messages.
 
 mod canon;
 pub mod error;
@@ -25,6 +29,7 @@ mod exec_agg;
 mod exec_io;
 mod exec_join;
 mod exec_join_align;
+mod exec_math;
 mod exec_top;
 mod parse;
 mod parse_expr;
