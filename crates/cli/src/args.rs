@@ -309,20 +309,6 @@ pub enum BenchCommand {
     Query(BenchQueryArgs),
     /// Private set intersection between two member processes over TLS.
     Psi(BenchPsiArgs),
-    /// A JOIN query between two members' datasets, end to end, against plain SQLite.
-    Join(BenchJoinArgs),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct BenchJoinArgs {
-    /// Visits of the first member (the second holds three follow-ups per four of them).
-    #[arg(long, default_value_t = 100_000)]
-    pub rows: usize,
-    /// Timed runs of the join (the best is reported).
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -339,9 +325,14 @@ pub struct BenchPsiArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchQueryArgs {
-    /// Visits per member.
+    /// Visits per member (with --join: visits of the first member, and as many follow-ups
+    /// of the second, three in four of them about the first one's patients).
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: usize,
+    /// Time a JOIN of two members' datasets (PSI, then MPC over the joined rows) instead
+    /// of the grouped query over the union.
+    #[arg(long)]
+    pub join: bool,
     /// Timed runs of the joint query (the best is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,

@@ -1,4 +1,4 @@
-//! `consort bench join`: three member processes; the first holds `rows` visits, the second
+//! `consort bench query --join`: three member processes; the first holds `rows` visits, the second
 //! holds follow-ups of three in four of them (plus its own patients), and the third is a
 //! compute node. The demo's private JOIN (PSI on the patient id, MPC over the aligned
 //! rows) runs end to end, and the same query runs in plain SQLite over both tables. Prints
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::args::BenchJoinArgs;
 use crate::cluster::LocalCluster;
 use crate::commands::print_json;
 
@@ -18,7 +17,15 @@ pub const BENCH_JOIN_SQL: &str = "SELECT f.clinic, COUNT(*), AVG(v.amount), SUM(
 
 const REFERENCE_SQL: &str = "SELECT f.clinic, COUNT(*), AVG(v.amount), SUM(f.cost) FROM visits v JOIN followups f ON v.patient = f.patient WHERE v.patient LIKE 'h0-%' GROUP BY f.clinic HAVING COUNT(*) >= 3 ORDER BY f.clinic";
 
-pub async fn run(args: BenchJoinArgs) -> Result<i32> {
+struct Args {
+    rows: usize,
+    runs: usize,
+    json: bool,
+}
+
+/// Runs the benchmark with `rows` per side, `runs` timed runs, JSON output or text.
+pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
+    let args = Args { rows, runs, json };
     if args.rows == 0 {
         bail!("--rows must be at least 1");
     }

@@ -17,6 +17,9 @@ use crate::commands::print_json;
 pub const BENCH_SQL: &str = "SELECT region, COUNT(*), SUM(amount), AVG(amount), MAX(amount) FROM visits WHERE age > 30 GROUP BY region";
 
 pub async fn run(args: BenchQueryArgs) -> Result<i32> {
+    if args.join {
+        return crate::bench_join::run(args.rows, args.runs, args.json).await;
+    }
     let temp = tempfile::Builder::new()
         .prefix("consort-bench-query-")
         .tempdir()?;

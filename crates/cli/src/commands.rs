@@ -80,7 +80,6 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Bench(crate::args::BenchCommand::Ingest(args)) => crate::bench::ingest(args).await,
         Command::Bench(crate::args::BenchCommand::Mpc(args)) => crate::bench_mpc::run(args).await,
         Command::Bench(crate::args::BenchCommand::Psi(args)) => crate::bench_psi::run(args).await,
-        Command::Bench(crate::args::BenchCommand::Join(args)) => crate::bench_join::run(args).await,
         Command::Bench(crate::args::BenchCommand::Query(args)) => {
             crate::bench_query::run(args).await
         }

@@ -281,12 +281,14 @@ async fn joins_across_members_match_sqlite_and_need_the_join_permission() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_join_agrees_with_sqlite() {
     let _guard = serial().await;
-    let (code, out, err) = consort(&["bench", "join", "--rows", "400", "--runs", "1", "--json"]);
+    let (code, out, err) = consort(&[
+        "bench", "query", "--join", "--rows", "400", "--runs", "1", "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verified"], true, "{v}");
     assert_eq!(v["joined_rows"], 300, "{v}");
-    let (code, _, err) = consort(&["bench", "join", "--rows", "0"]);
+    let (code, _, err) = consort(&["bench", "query", "--join", "--rows", "0"]);
     assert_eq!(code, 1);
     assert!(err.contains("--rows"), "{err}");
 }
