@@ -35,6 +35,10 @@ use crate::error::NodeError;
 pub const DECISION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on any one wait for a peer inside a query's MPC session.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Extra patience per row of the joined datasets while the owners run their PSI (which
+/// costs about 70 µs of one core per row and owner).
+pub const PSI_WAIT_PER_ROW: Duration = Duration::from_micros(200);
 /// How long a submission keeps retrying while no leader can be reached.
 const ROUTE_RETRY: Duration = Duration::from_secs(15);
 /// How long a peer has to answer the liveness ping when compute nodes are chosen.

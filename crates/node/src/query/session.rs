@@ -73,7 +73,7 @@ async fn run(node: &Arc<NodeShared>, entry: &QueryEntry) -> Result<Option<Result
             node,
             super::session_of(&entry.id),
             &parties,
-            super::SESSION_TIMEOUT,
+            session_timeout(node, &plan, entry),
         )
         .map_err(|e| e.to_string())?,
     );
@@ -114,6 +114,24 @@ async fn run(node: &Arc<NodeShared>, entry: &QueryEntry) -> Result<Option<Result
             .map_err(|e| format!("recording the attested result: {e}"))?;
     }
     Ok(table)
+}
+
+/// How long a party may wait on another's next message. In a JOIN the compute parties
+/// wait while the owners run their PSI, whose length grows with the rows on the ledger;
+/// the allowance is about three times what the PSI takes on a 2-core machine.
+fn session_timeout(node: &NodeShared, plan: &Plan, entry: &QueryEntry) -> std::time::Duration {
+    if plan.join.is_none() {
+        return super::SESSION_TIMEOUT;
+    }
+    let rows: u64 = node.chain.read(|s| {
+        entry
+            .request
+            .datasets
+            .iter()
+            .filter_map(|d| s.dataset(&d.owner, &d.name).map(|e| e.record.row_count))
+            .sum()
+    });
+    super::SESSION_TIMEOUT + super::PSI_WAIT_PER_ROW * u32::try_from(rows).unwrap_or(u32::MAX)
 }
 
 /// This owner's rows for the query: its part pushed down to its own database.
