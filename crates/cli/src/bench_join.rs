@@ -17,16 +17,9 @@ pub const BENCH_JOIN_SQL: &str = "SELECT f.clinic, COUNT(*), AVG(v.amount), SUM(
 
 const REFERENCE_SQL: &str = "SELECT f.clinic, COUNT(*), AVG(v.amount), SUM(f.cost) FROM visits v JOIN followups f ON v.patient = f.patient WHERE v.patient LIKE 'h0-%' GROUP BY f.clinic HAVING COUNT(*) >= 3 ORDER BY f.clinic";
 
-struct Args {
-    rows: usize,
-    runs: usize,
-    json: bool,
-}
-
 /// Runs the benchmark with `rows` per side, `runs` timed runs, JSON output or text.
 pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
-    let args = Args { rows, runs, json };
-    if args.rows == 0 {
+    if rows == 0 {
         bail!("--rows must be at least 1");
     }
     let temp = tempfile::Builder::new()
@@ -37,7 +30,7 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(30)).await?;
     let note = |s: String| {
-        if !args.json {
+        if !json {
             eprintln!("{s}");
         }
     };
@@ -45,35 +38,22 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
     let mut csvs = Vec::new();
     for (i, member) in cluster.members.iter().enumerate() {
         let path = temp.path().join(format!("{}-visits.csv", member.name));
-        let rows = if i == 0 { args.rows } else { 10 };
+        let rows = if i == 0 { rows } else { 10 };
         crate::visits::write_csv(&path, i, rows, 7, false)?;
         add(member, "visits", &path).await?;
         csvs.push(path);
     }
     let followups = temp.path().join("followups.csv");
-    crate::demo_queries::write_followups(&followups, args.rows, args.rows)?;
+    crate::demo_queries::write_followups(&followups, rows, rows)?;
     add(&cluster.members[1], "followups", &followups).await?;
     note(format!(
         "alpha took in {} visits, beta {} follow-ups",
-        args.rows, args.rows
+        rows, rows
     ));
     crate::demo_queries::grant_all(&cluster, &|s| note(s)).await?;
 
-    let requester = &cluster.members[2];
-    let mut runs = Vec::new();
-    let mut answer = Value::Null;
-    for _ in 0..args.runs.max(1) {
-        let started = Instant::now();
-        answer = requester
-            .client
-            .post_json_waiting(
-                "/api/query",
-                &json!({ "sql": BENCH_JOIN_SQL, "timeout_secs": 600 }),
-                Duration::from_secs(620),
-            )
-            .await?;
-        runs.push(started.elapsed().as_secs_f64());
-    }
+    let (runs, answer) =
+        crate::bench_query::timed_runs(&cluster.members[2], BENCH_JOIN_SQL, runs, 600).await?;
     let consort_seconds = runs.iter().copied().fold(f64::INFINITY, f64::min);
 
     let db = rusqlite::Connection::open(temp.path().join("reference.sqlite"))?;
@@ -108,9 +88,9 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
     let sqlite_seconds = started.elapsed().as_secs_f64();
     check_same(&answer, &reference)?;
     let joined: i64 = reference.iter().filter_map(|r| r[1].as_i64()).sum();
-    if args.json {
+    if json {
         print_json(&json!({
-            "rows": args.rows, "joined_rows": joined, "sql": BENCH_JOIN_SQL,
+            "rows": rows, "joined_rows": joined, "sql": BENCH_JOIN_SQL,
             "consort_seconds": consort_seconds, "consort_runs": runs,
             "sqlite_seconds": sqlite_seconds, "verified": true, "answer": answer,
         }));
@@ -118,8 +98,8 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
         println!("query: {BENCH_JOIN_SQL}");
         println!(
             "consort ({} visits x {} follow-ups, {joined} joined rows; PSI + MPC over TLS, end to end): {consort_seconds:.3} s (best of {}: {})",
-            args.rows,
-            args.rows,
+            rows,
+            rows,
             runs.len(),
             runs.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ")
         );

@@ -9,9 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{binary, consort, serial};
+use common::{ask, assert_rows_match, binary, consort, dir_arg, reference, serial};
 use consort_cli::cluster::LocalCluster;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The insurer's claims: a third of the patients of each hospital, plus its own.
 fn write_claims(path: &Path, rows: usize) {
@@ -46,10 +46,6 @@ async fn add(cluster: &LocalCluster, m: usize, name: &str, path: &Path) {
     .expect("dataset add");
 }
 
-fn dir_arg(cluster: &LocalCluster, m: usize) -> String {
-    cluster.members[m].dir.root.display().to_string()
-}
-
 fn grant(cluster: &LocalCluster, owner: usize, dataset: &str, columns: &str) {
     let dir = dir_arg(cluster, owner);
     let (code, _, err) = consort(&[
@@ -64,58 +60,6 @@ fn grant(cluster: &LocalCluster, owner: usize, dataset: &str, columns: &str) {
         "--json",
     ]);
     assert_eq!(code, 0, "grant failed: {err}");
-}
-
-async fn ask(cluster: &LocalCluster, m: usize, sql: &str) -> Result<Value, String> {
-    cluster.members[m]
-        .client
-        .post_json_waiting(
-            "/api/query",
-            &json!({ "sql": sql, "timeout_secs": 60 }),
-            Duration::from_secs(90),
-        )
-        .await
-        .map_err(|e| e.to_string())
-}
-
-fn reference(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
-    let mut statement = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let n = statement.column_count();
-    statement
-        .query_map([], |r| {
-            Ok((0..n)
-                .map(|i| match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Null => Value::Null,
-                    rusqlite::types::ValueRef::Integer(v) => json!(v),
-                    rusqlite::types::ValueRef::Real(v) => json!(v),
-                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                    rusqlite::types::ValueRef::Blob(_) => Value::Null,
-                })
-                .collect())
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-fn assert_rows_match(sql: &str, got: &Value, want: &[Vec<Value>]) {
-    let rows = got["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{sql}: {got}"));
-    assert_eq!(rows.len(), want.len(), "{sql}: got {got}, want {want:?}");
-    for (g, w) in rows.iter().zip(want) {
-        let g = g.as_array().unwrap();
-        assert_eq!(g.len(), w.len(), "{sql}");
-        for (a, b) in g.iter().zip(w) {
-            match (a.as_f64(), b.as_f64()) {
-                (Some(x), Some(y)) if !(a.is_i64() && b.is_i64()) => assert!(
-                    (x - y).abs() <= 1e-3 + 1e-9 * y.abs(),
-                    "{sql}: {x} vs {y} (row {g:?} vs {w:?})"
-                ),
-                _ => assert_eq!(a, b, "{sql}: row {g:?} vs {w:?}"),
-            }
-        }
-    }
 }
 
 fn load_reference(db: &rusqlite::Connection, visits: &[(&str, PathBuf)], claims: &Path) {
@@ -237,7 +181,7 @@ async fn joins_across_members_match_sqlite_and_need_the_join_permission() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let want = reference(&db, reference_sql);
         assert!(!want.is_empty(), "{reference_sql}: weak test data");
-        assert_rows_match(sql, &answer, &want);
+        assert_rows_match(sql, &answer, &want, 1e-3);
         let query_id = answer["query_id"].as_str().unwrap();
         let record = cluster.members[1]
             .client

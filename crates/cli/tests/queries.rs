@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{binary, consort, serial};
+use common::{ask, assert_rows_match, binary, consort, dir_arg, reference, serial};
 use consort_cli::cluster::LocalCluster;
 use serde_json::{json, Value};
 
@@ -49,10 +49,6 @@ async fn setup(
     (cluster, csvs)
 }
 
-fn dir_arg(cluster: &LocalCluster, m: usize) -> String {
-    cluster.members[m].dir.root.display().to_string()
-}
-
 fn grant(cluster: &LocalCluster, owner: usize, to: &str, columns: &str, extra: &[&str]) -> String {
     let dir = dir_arg(cluster, owner);
     let mut args = vec![
@@ -71,58 +67,6 @@ fn grant(cluster: &LocalCluster, owner: usize, to: &str, columns: &str, extra: &
     assert_eq!(code, 0, "grant failed: {err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     v["id"].as_str().unwrap().to_string()
-}
-
-async fn ask(cluster: &LocalCluster, m: usize, sql: &str) -> Result<Value, String> {
-    cluster.members[m]
-        .client
-        .post_json_waiting(
-            "/api/query",
-            &json!({ "sql": sql, "timeout_secs": 60 }),
-            Duration::from_secs(90),
-        )
-        .await
-        .map_err(|e| e.to_string())
-}
-
-fn reference(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
-    let mut statement = db.prepare(sql).unwrap();
-    let n = statement.column_count();
-    statement
-        .query_map([], |r| {
-            Ok((0..n)
-                .map(|i| match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Null => Value::Null,
-                    rusqlite::types::ValueRef::Integer(v) => json!(v),
-                    rusqlite::types::ValueRef::Real(v) => json!(v),
-                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                    rusqlite::types::ValueRef::Blob(_) => Value::Null,
-                })
-                .collect())
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-fn assert_rows_match(sql: &str, got: &Value, want: &[Vec<Value>]) {
-    let rows = got["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{sql}: {got}"));
-    assert_eq!(rows.len(), want.len(), "{sql}: got {got}, want {want:?}");
-    for (g, w) in rows.iter().zip(want) {
-        let g = g.as_array().unwrap();
-        assert_eq!(g.len(), w.len(), "{sql}");
-        for (a, b) in g.iter().zip(w) {
-            match (a.as_f64(), b.as_f64()) {
-                (Some(x), Some(y)) if !(a.is_i64() && b.is_i64()) => assert!(
-                    (x - y).abs() <= 1e-4 + 1e-9 * y.abs(),
-                    "{sql}: {x} vs {y} (row {g:?} vs {w:?})"
-                ),
-                _ => assert_eq!(a, b, "{sql}: row {g:?} vs {w:?}"),
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -175,7 +119,7 @@ async fn joint_queries_match_plain_sqlite_over_the_union() {
             } else {
                 want
             };
-        assert_rows_match(sql, &answer, &want);
+        assert_rows_match(sql, &answer, &want, 1e-4);
         assert_eq!(answer["suppressed_groups"], suppressed, "{sql}: {answer}");
         let query_id = answer["query_id"].as_str().unwrap();
         // The requester's node answers once the attested result is committed there; the
@@ -201,6 +145,7 @@ async fn joint_queries_match_plain_sqlite_over_the_union() {
         "count",
         &answer,
         &reference(&db, "SELECT COUNT(*) FROM visits"),
+        1e-4,
     );
 
     let (code, out, err) = consort(&["--dir", &dir_arg(&cluster, 1), "queries", "--json"]);

@@ -192,7 +192,9 @@ pub(crate) fn encode_side(
         })
         .collect::<R<_>>()?;
     let tuple = |r: &Row| -> Row { layout.groups.iter().map(|&(_, i)| r[i].clone()).collect() };
-    let mut tuples: Vec<Row> = picked.iter().map(|r| tuple(r)).collect();
+    // Each aligned row's group tuple, built once for the dedup and the indicators.
+    let row_tuples: Vec<Row> = picked.iter().map(|r| tuple(r)).collect();
+    let mut tuples: Vec<Row> = row_tuples.clone();
     tuples.sort_by(|a, b| cmp_rows(a, b));
     tuples.dedup_by(|a, b| cmp_rows(a, b).is_eq());
     if layout.groups.is_empty() {
@@ -214,8 +216,8 @@ pub(crate) fn encode_side(
         }
     }
     for t in &tuples {
-        for r in &picked {
-            values.push(u64::from(cmp_rows(&tuple(r), t).is_eq()));
+        for rt in &row_tuples {
+            values.push(u64::from(cmp_rows(rt, t).is_eq()));
         }
     }
     Ok(SideInput { n, tuples, values })

@@ -237,29 +237,6 @@ fn reference(
     (rows, suppressed)
 }
 
-fn same(got: &Value, want: &rusqlite::types::Value, sqrt: bool, what: &str) {
-    use rusqlite::types::Value as S;
-    match (got, want) {
-        (Value::Null, S::Null) => {}
-        (Value::Integer(a), S::Integer(b)) => assert_eq!(a, b, "{what}"),
-        (Value::Text(a), S::Text(b)) => assert_eq!(a, b, "{what}"),
-        (Value::Float(a), S::Real(_) | S::Integer(_)) => {
-            let b = match want {
-                S::Real(b) => *b,
-                S::Integer(i) => *i as f64,
-                _ => f64::NAN,
-            };
-            let (b, tol) = if sqrt {
-                (b.max(0.0).sqrt(), 1e-2)
-            } else {
-                (b, 1e-3 * b.abs().max(1.0))
-            };
-            assert!((a - b).abs() <= tol, "{what}: {a} vs {b}");
-        }
-        _ => panic!("{what}: {got:?} vs {want:?}"),
-    }
-}
-
 fn roles_for(config: usize, requester: MemberId) -> Roles {
     let owners = vec![member(0), member(1), member(2)];
     let compute = match config {

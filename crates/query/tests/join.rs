@@ -284,29 +284,6 @@ fn reference(c: &Case, data: &Data, k: u32) -> (Vec<Vec<rusqlite::types::Value>>
     (rows, suppressed)
 }
 
-fn same(got: &Value, want: &rusqlite::types::Value, sqrt: bool, what: &str) {
-    use rusqlite::types::Value as S;
-    match (got, want) {
-        (Value::Null, S::Null) => {}
-        (Value::Integer(a), S::Integer(b)) => assert_eq!(a, b, "{what}"),
-        (Value::Text(a), S::Text(b)) => assert_eq!(a, b, "{what}"),
-        (Value::Float(a), S::Real(_) | S::Integer(_)) => {
-            let b = match want {
-                S::Real(b) => *b,
-                S::Integer(i) => *i as f64,
-                _ => f64::NAN,
-            };
-            let (b, tol) = if sqrt {
-                (b.max(0.0).sqrt(), 1e-2)
-            } else {
-                (b, 1e-3 * b.abs().max(1.0))
-            };
-            assert!((a - b).abs() <= tol, "{what}: {a} vs {b}");
-        }
-        _ => panic!("{what}: {got:?} vs {want:?}"),
-    }
-}
-
 /// What an owner's database returns for `JoinSide::local_select`.
 fn side_rows(plan: &Plan, side: usize, rows: &[Row]) -> Vec<Row> {
     let j = plan.join.as_ref().expect("join plan");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use consort_cli::cluster::LocalCluster;
 use consort_ledger::{Notarization, NotarizedFile, Transaction, TxPayload};
+use serde_json::{json, Value};
 
 /// Clusters compete for two cores; running them one at a time keeps Raft timing sane.
 static CLUSTER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -81,5 +82,65 @@ pub fn assert_refused(err: &consort_node::client::ClientError, status: u16, need
             );
         }
         other => panic!("expected an HTTP {status} refusal, got {other}"),
+    }
+}
+
+pub fn dir_arg(cluster: &LocalCluster, m: usize) -> String {
+    cluster.members[m].dir.root.display().to_string()
+}
+
+/// Runs a joint query from member `m` through its API (60 s query timeout).
+pub async fn ask(cluster: &LocalCluster, m: usize, sql: &str) -> Result<Value, String> {
+    cluster.members[m]
+        .client
+        .post_json_waiting(
+            "/api/query",
+            &json!({ "sql": sql, "timeout_secs": 60 }),
+            Duration::from_secs(90),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The rows of `sql` in SQLite, as JSON values.
+pub fn reference(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
+    let mut statement = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let n = statement.column_count();
+    statement
+        .query_map([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Null => Value::Null,
+                    rusqlite::types::ValueRef::Integer(v) => json!(v),
+                    rusqlite::types::ValueRef::Real(v) => json!(v),
+                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                    rusqlite::types::ValueRef::Blob(_) => Value::Null,
+                })
+                .collect())
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Checks a query answer against SQLite's rows: integers and text exactly, floats within
+/// `abs_tol` plus a 10^-9 relative error.
+pub fn assert_rows_match(sql: &str, got: &Value, want: &[Vec<Value>], abs_tol: f64) {
+    let rows = got["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{sql}: {got}"));
+    assert_eq!(rows.len(), want.len(), "{sql}: got {got}, want {want:?}");
+    for (g, w) in rows.iter().zip(want) {
+        let g = g.as_array().unwrap();
+        assert_eq!(g.len(), w.len(), "{sql}");
+        for (a, b) in g.iter().zip(w) {
+            match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) if !(a.is_i64() && b.is_i64()) => assert!(
+                    (x - y).abs() <= abs_tol + 1e-9 * y.abs(),
+                    "{sql}: {x} vs {y} (row {g:?} vs {w:?})"
+                ),
+                _ => assert_eq!(a, b, "{sql}: row {g:?} vs {w:?}"),
+            }
+        }
     }
 }
