@@ -363,6 +363,9 @@ pub struct BenchIngestArgs {
     /// Also time the pipeline alone (parse, clean, dedup, commitment) with no database.
     #[arg(long)]
     pub stages: bool,
+    /// Runs of each side, interleaved (consort, `.import`, consort, …); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     #[arg(long)]
     pub json: bool,
 }

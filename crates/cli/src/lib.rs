@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_ingest;
 pub mod bench_join;
 pub mod bench_mpc;
 pub mod bench_psi;

@@ -382,6 +382,18 @@ impl Typer {
         Some(u128::from_be_bytes(b))
     }
 
+    /// Whether deduplication compares whole rows that no pseudonymisation changes. The
+    /// fingerprint's encoding is then the canonical encoding the commitment hashes, and
+    /// the leaf hash (SHA-256, as collision-resistant as the fingerprint's BLAKE3) can
+    /// serve as the fingerprint, saving a hash per row.
+    pub fn fingerprint_is_leaf(&self) -> bool {
+        self.pseudo.iter().all(Option::is_none)
+            && self
+                .dedup_cols
+                .as_ref()
+                .is_some_and(|c| c.iter().copied().eq(0..self.schema.columns.len()))
+    }
+
     /// Replaces pseudonymised columns' values.
     pub fn pseudonymise(&self, row: &mut Row) {
         for (v, p) in row.iter_mut().zip(&self.pseudo) {

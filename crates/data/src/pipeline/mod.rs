@@ -119,6 +119,28 @@ pub struct Ingest {
     dedup: Dedup,
     key: Option<Vec<String>>,
     reject_path: PathBuf,
+    /// Records the inputs likely hold, from the sample's bytes per record.
+    expected_records: usize,
+}
+
+/// At most this many dedup fingerprints are reserved up front (about 600 MB); a larger
+/// input grows the set as it goes.
+const MAX_RESERVED_FINGERPRINTS: usize = 1 << 25;
+
+/// The records `inputs` likely hold, extrapolated from the `records` in the first `read`
+/// bytes. Reserving the dedup set for them spares rehashing it (and touching its memory
+/// afresh) at every doubling.
+fn expected_records(inputs: &[PathBuf], records: usize, read: u64) -> usize {
+    let total: u64 = inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    if read == 0 {
+        return records;
+    }
+    let estimate = (total as f64 / read as f64 * records as f64) as usize;
+    estimate.clamp(records, MAX_RESERVED_FINGERPRINTS.max(records))
 }
 
 impl Ingest {
@@ -162,6 +184,7 @@ impl Ingest {
             src.finish_current()?;
             return Err(no_rows(src.done_bytes));
         }
+        let expected_records = expected_records(inputs, records, src.bytes());
         let (raw_names, declared) = match &src.columns {
             Some((cols, types, _)) => (cols.clone(), types.clone()),
             None => (named_order, None),
@@ -226,6 +249,7 @@ impl Ingest {
             dedup,
             key,
             reject_path: options.reject_path.clone(),
+            expected_records,
         })
     }
 
@@ -251,11 +275,13 @@ impl Ingest {
             dedup,
             key,
             reject_path,
+            expected_records,
         } = self;
         let steps = stage::Steps {
             cleaner: &cleaner,
             typer: &typer,
             named_index: &named_index,
+            leaf_is_fingerprint: typer.fingerprint_is_leaf(),
         };
         let mut rejects = Rejects {
             path: reject_path,
@@ -264,6 +290,9 @@ impl Ingest {
             by_reason: BTreeMap::new(),
         };
         let mut seen: HashSet<u128, BuildHasherDefault<FingerprintHasher>> = HashSet::default();
+        if dedup != Dedup::None {
+            seen.reserve(expected_records);
+        }
         let mut commitment = Commitment::new();
         let mut nulls = vec![false; schema.columns.len()];
         let (mut read, mut kept, mut dups) = (0u64, 0u64, 0u64);

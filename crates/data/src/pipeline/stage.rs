@@ -38,6 +38,8 @@ pub(super) struct Steps<'a> {
     pub cleaner: &'a Cleaner,
     pub typer: &'a Typer,
     pub named_index: &'a HashMap<String, usize>,
+    /// [`Typer::fingerprint_is_leaf`]: take the fingerprint from the leaf hash.
+    pub leaf_is_fingerprint: bool,
 }
 
 /// Scratch space one worker reuses across records.
@@ -74,11 +76,22 @@ pub(super) fn prepare(
         },
         Ok(mut row) => {
             // The fingerprint is of the values as read, before pseudonymisation.
-            let fingerprint = steps.typer.dedup_key(&row, &mut scratch.key);
+            let fingerprint = if steps.leaf_is_fingerprint {
+                None
+            } else {
+                steps.typer.dedup_key(&row, &mut scratch.key)
+            };
             steps.typer.pseudonymise(&mut row);
             scratch.encoding.clear();
             crate::canonical::encode_row_into(&row, &mut scratch.encoding);
             let leaf = consort_crypto::merkle::leaf_hash(&scratch.encoding);
+            let fingerprint = if steps.leaf_is_fingerprint {
+                let mut head = [0u8; 16];
+                head.copy_from_slice(&leaf.0[..16]);
+                Some(u128::from_be_bytes(head))
+            } else {
+                fingerprint
+            };
             Prepared::Row {
                 row,
                 fingerprint,
@@ -126,7 +139,7 @@ fn typed_row(
     Ok(row)
 }
 
-/// Hashes dedup fingerprints, which are already uniformly distributed (BLAKE3 output), by
+/// Hashes dedup fingerprints, which are already uniformly distributed (hash output), by
 /// taking their low bits: SipHash over them would only cost time.
 #[derive(Default)]
 pub(super) struct FingerprintHasher(u64);

@@ -282,14 +282,19 @@ async fn atomic_failure(store: &dyn DatasetStore, p: &str) {
     let staging = l.staging_table().to_string();
     l.insert(simple_rows(0..1000)).await.expect("insert");
     l.insert(simple_rows(1000..2000)).await.expect("insert");
-    let r = l.insert(simple_rows(1990..3000)).await;
-    assert!(r.is_err(), "a duplicate row number was accepted");
-    assert_gone(store, &t, &staging).await;
-    assert!(matches!(
-        l.insert(simple_rows(5000..5001)).await,
-        Err(StoreError::LoadFailed(_))
-    ));
-    assert!(l.commit().await.is_err(), "commit after a failed insert");
+    // A backend may report a batch's failure from a later call (see `TableLoad::insert`),
+    // but by the commit at the latest, and the commit then fails.
+    if l.insert(simple_rows(1990..3000)).await.is_err() {
+        assert_gone(store, &t, &staging).await;
+        assert!(matches!(
+            l.insert(simple_rows(5000..5001)).await,
+            Err(StoreError::LoadFailed(_))
+        ));
+    }
+    assert!(
+        l.commit().await.is_err(),
+        "a duplicate row number was accepted"
+    );
     assert_gone(store, &t, &staging).await;
 
     // A duplicate inside one batch, in the first insert.
@@ -297,12 +302,21 @@ async fn atomic_failure(store: &dyn DatasetStore, p: &str) {
     let staging = l.staging_table().to_string();
     let mut rows = simple_rows(0..10);
     rows.push(rows[3].clone());
-    assert!(
-        l.insert(rows).await.is_err(),
-        "duplicate in one batch accepted"
-    );
-    assert!(l.abort().await.is_ok(), "abort after a failed insert");
-    assert_gone(store, &t, &staging).await;
+    if l.insert(rows).await.is_ok() {
+        let _ = l.insert(simple_rows(20..30)).await;
+        assert!(l.commit().await.is_err(), "duplicate in one batch accepted");
+        assert_gone(store, &t, &staging).await;
+        let mut l = store.begin_load(&t, &s).await.expect("begin_load");
+        let staging = l.staging_table().to_string();
+        let mut rows = simple_rows(0..10);
+        rows.push(rows[3].clone());
+        let _ = l.insert(rows).await;
+        assert!(l.abort().await.is_ok(), "abort after a failed insert");
+        assert_gone(store, &t, &staging).await;
+    } else {
+        assert!(l.abort().await.is_ok(), "abort after a failed insert");
+        assert_gone(store, &t, &staging).await;
+    }
 
     // Dropping a load without committing removes it (in the background).
     let mut l = store.begin_load(&t, &s).await.expect("begin_load");

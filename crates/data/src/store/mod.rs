@@ -213,7 +213,8 @@ pub trait DatasetStore: Send + Sync {
 pub trait TableLoad: Send {
     /// Inserts `(row number, row)` pairs, in one transaction. On any error the staging
     /// table is removed and the load is over: later calls fail with
-    /// [`StoreError::LoadFailed`]. The rows are taken by value so a backend may hand them
+    /// [`StoreError::LoadFailed`]. A backend may return before the rows are written and
+    /// report their failure from a later call or from [`TableLoad::commit`]. The rows are taken by value so a backend may hand them
     /// to a writer thread without copying.
     fn insert(&mut self, rows: Vec<(u64, Row)>) -> BoxFuture<'_, Result<(), StoreError>>;
 

@@ -7,11 +7,19 @@
 //! on a dedicated thread keeps blocking calls off the async runtime, while the ingest
 //! pipeline parses the next batch on the other core.
 //!
-//! Each batch is one transaction, acknowledged once committed, so an error belongs to the
-//! batch that caused it and a concurrent load into the same file gets the write lock in
-//! between batches. The staging table is never visible as a dataset until the load renames
-//! it, so these intermediate commits are not a partial dataset.
+//! Each batch is one transaction, acknowledged once committed, so a concurrent load into
+//! the same file gets the write lock in between batches. The staging table is never visible
+//! as a dataset until the load renames it, so these intermediate commits are not a partial
+//! dataset. The caller does not wait for one batch's commit before handing over the next
+//! (up to [`IN_FLIGHT`] batches are queued), so the thread never idles while the caller
+//! checks the next batch; an error is reported by the next call or by [`BulkWriter::commit`].
+//!
+//! Rows whose number follows the previous row's are inserted by a statement that leaves
+//! the rowid to SQLite, which appends without first searching the B-tree for the number:
+//! SQLite gives `max(rowid) + 1`, which is that number, as only this thread writes the
+//! staging table.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -23,6 +31,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::rules::{quote_double, ROW_COLUMN};
 use crate::value::{Row, Schema, Value};
+
+/// Batches handed to the thread and not yet acknowledged, at most.
+const IN_FLIGHT: usize = 2;
+
+type Reply = tokio::sync::oneshot::Receiver<Result<(), String>>;
 
 enum Job {
     Rows(
@@ -36,34 +49,67 @@ enum Job {
 pub(crate) struct BulkWriter {
     jobs: Option<mpsc::SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
+    pending: VecDeque<Reply>,
 }
 
 impl BulkWriter {
     /// Starts the writer thread for `staging` (which must exist) in the database at `path`.
     pub fn start(path: PathBuf, staging: &str, schema: &Schema) -> Self {
-        let sql = insert_statement(staging, schema);
-        let (jobs, inbox) = mpsc::sync_channel::<Job>(1);
+        let statements = Statements {
+            numbered: insert_statement(staging, schema, true),
+            next: insert_statement(staging, schema, false),
+        };
+        let (jobs, inbox) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         let thread = std::thread::Builder::new()
             .name("consort-sqlite-writer".into())
-            .spawn(move || run(path, sql, inbox))
+            .spawn(move || run(path, statements, inbox))
             .ok();
         Self {
             jobs: Some(jobs),
             thread,
+            pending: VecDeque::new(),
         }
     }
 
-    /// Writes `rows` in one transaction, returning once it is committed.
+    /// Queues `rows` to be written in one transaction. Returns once at most
+    /// [`IN_FLIGHT`] batches are unacknowledged, with the error of any batch that failed.
     pub async fn write(&mut self, rows: Vec<(u64, Row)>) -> Result<(), String> {
+        while let Some(done) = self.pending.front_mut().map(Reply::try_recv) {
+            match done {
+                Ok(result) => {
+                    self.pending.pop_front();
+                    result?;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(stopped()),
+            }
+        }
+        while self.pending.len() >= IN_FLIGHT {
+            self.wait_oldest().await?;
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(Job::Rows(rows, reply))?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        self.pending.push_back(answer);
+        Ok(())
     }
 
-    /// Stops the thread once every batch is written. Each batch already committed; this
-    /// still asks the thread, so a failure to open the database is reported even when no
-    /// batch came (a load whose rows were all rejected).
+    async fn wait_oldest(&mut self) -> Result<(), String> {
+        match self.pending.pop_front() {
+            Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the thread once every batch is written, with the first error of any batch.
+    /// This still asks the thread, so a failure to open the database is reported even when
+    /// no batch came (a load whose rows were all rejected).
     pub async fn commit(mut self) -> Result<(), String> {
+        while !self.pending.is_empty() {
+            if let Err(e) = self.wait_oldest().await {
+                self.stop().await;
+                return Err(e);
+            }
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(Job::Commit(reply))?;
         let result = answer.await.unwrap_or_else(|_| Err(stopped()));
@@ -99,21 +145,27 @@ fn stopped() -> String {
     "the SQLite writer stopped".into()
 }
 
-fn insert_statement(staging: &str, schema: &Schema) -> String {
-    let mut columns = quote_double(ROW_COLUMN);
-    let mut params = String::from("?");
-    for c in &schema.columns {
-        columns.push_str(", ");
-        columns.push_str(&quote_double(&c.name));
-        params.push_str(", ?");
+/// The two insert statements: with the row number bound first, and without it.
+struct Statements {
+    numbered: String,
+    next: String,
+}
+
+fn insert_statement(staging: &str, schema: &Schema, numbered: bool) -> String {
+    let mut columns = Vec::new();
+    if numbered {
+        columns.push(quote_double(ROW_COLUMN));
     }
+    columns.extend(schema.columns.iter().map(|c| quote_double(&c.name)));
+    let params = vec!["?"; columns.len()].join(", ");
+    let columns = columns.join(", ");
     format!(
         "INSERT INTO {} ({columns}) VALUES ({params})",
         quote_double(staging)
     )
 }
 
-fn run(path: PathBuf, sql: String, inbox: mpsc::Receiver<Job>) {
+fn run(path: PathBuf, statements: Statements, inbox: mpsc::Receiver<Job>) {
     let mut conn = match open(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -128,7 +180,11 @@ fn run(path: PathBuf, sql: String, inbox: mpsc::Receiver<Job>) {
         }
     };
     let conn = &mut conn;
-    let mut session = Session { conn, sql: &sql };
+    let mut session = Session {
+        conn,
+        statements: &statements,
+        max_row: None,
+    };
     for job in &inbox {
         match job {
             Job::Rows(rows, reply) => {
@@ -167,7 +223,9 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
 
 struct Session<'c> {
     conn: &'c mut Connection,
-    sql: &'c str,
+    statements: &'c Statements,
+    /// The largest committed row number: SQLite numbers a row `max(rowid) + 1`.
+    max_row: Option<i64>,
 }
 
 impl Session<'_> {
@@ -177,14 +235,26 @@ impl Session<'_> {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| e.to_string())?;
+        let mut max_row = self.max_row;
         {
-            let mut stmt = tx.prepare_cached(self.sql).map_err(|e| e.to_string())?;
+            let mut numbered = tx
+                .prepare_cached(&self.statements.numbered)
+                .map_err(|e| e.to_string())?;
+            let mut following = tx
+                .prepare_cached(&self.statements.next)
+                .map_err(|e| e.to_string())?;
             let mut text = TextBuffers::default();
             for (n, row) in rows {
                 let n = i64::try_from(*n).map_err(|_| format!("row number {n} is too large"))?;
-                stmt.raw_bind_parameter(1, n).map_err(|e| e.to_string())?;
+                let follows = max_row.and_then(|m| m.checked_add(1)) == Some(n);
+                let (stmt, first) = if follows {
+                    (&mut following, 1)
+                } else {
+                    numbered.raw_bind_parameter(1, n).map_err(|e| e.to_string())?;
+                    (&mut numbered, 2)
+                };
                 for (i, v) in row.iter().enumerate() {
-                    let at = i + 2;
+                    let at = i + first;
                     let bound = match v {
                         Value::Null => stmt.raw_bind_parameter(at, Null),
                         Value::Integer(x) => stmt.raw_bind_parameter(at, *x),
@@ -197,9 +267,12 @@ impl Session<'_> {
                     bound.map_err(|e| e.to_string())?;
                 }
                 stmt.raw_execute().map_err(|e| format!("row {n}: {e}"))?;
+                max_row = Some(max_row.map_or(n, |m| m.max(n)));
             }
         }
-        tx.commit().map_err(|e| e.to_string())
+        tx.commit().map_err(|e| e.to_string())?;
+        self.max_row = max_row;
+        Ok(())
     }
 }
 
