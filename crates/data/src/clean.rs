@@ -528,5 +528,16 @@ value = 1
             t.dedup_key(&vec![Value::Integer(1), Value::Null], &mut buf),
             t.dedup_key(&vec![Value::Integer(1), Value::Null], &mut buf)
         );
+        // A pseudonymised column changes the leaf's encoding: keep a separate fingerprint.
+        assert!(!t.fingerprint_is_leaf());
+        let plain = Recipe::default();
+        let c = Cleaner::new(&plain, &names).unwrap();
+        let t = Typer::new(&c, &schema, &plain, Dedup::All, None, None).unwrap();
+        assert!(t.fingerprint_is_leaf());
+        let key = ["n".to_string()];
+        let t = Typer::new(&c, &schema, &plain, Dedup::Key, Some(&key), None).unwrap();
+        assert!(!t.fingerprint_is_leaf(), "a key fingerprint covers only the key");
+        let t = Typer::new(&c, &schema, &plain, Dedup::None, None, None).unwrap();
+        assert!(!t.fingerprint_is_leaf());
     }
 }

@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn DatasetStore) {
     data::value_errors(store, &p).await;
     data::odd_columns(store, &p).await;
     data::bulk(store, &p).await;
+    numbering(store, &p).await;
     super::conformance_query::run(store, &p).await;
     atomic_failure(store, &p).await;
     exists(store, &p).await;
@@ -258,6 +259,29 @@ async fn column_names(store: &dyn DatasetStore, p: &str) {
         }
     }
     assert!(!store.table_exists(&t).await.expect("table_exists"));
+}
+
+/// Runs of consecutive row numbers mixed with gaps and with batches below earlier ones:
+/// every row keeps the number it was given (SQLite numbers consecutive rows itself).
+async fn numbering(store: &dyn DatasetStore, p: &str) {
+    let s = simple();
+    let t = format!("{p}numbering");
+    let batches = [
+        simple_rows(100..200),
+        simple_rows(0..50),
+        simple_rows(50..60),
+        simple_rows(200..210),
+        simple_rows(300..301),
+        simple_rows(60..61),
+        simple_rows(301..305),
+    ];
+    let refs: Vec<&[(u64, Row)]> = batches.iter().map(Vec::as_slice).collect();
+    load(store, &t, &s, &refs).await.expect("numbering load");
+    let mut want: Vec<(u64, Row)> = batches.concat();
+    want.sort_by_key(|(n, _)| *n);
+    let got = read_all(store, &t, &s, 64).await;
+    assert_rows("numbering", &got, &want);
+    store.drop_table(&t).await.expect("drop_table");
 }
 
 async fn atomic_failure(store: &dyn DatasetStore, p: &str) {

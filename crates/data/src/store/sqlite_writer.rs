@@ -157,6 +157,10 @@ fn insert_statement(staging: &str, schema: &Schema, numbered: bool) -> String {
         columns.push(quote_double(ROW_COLUMN));
     }
     columns.extend(schema.columns.iter().map(|c| quote_double(&c.name)));
+    if columns.is_empty() {
+        // A dataset without columns: each row is just its (automatic) number.
+        return format!("INSERT INTO {} DEFAULT VALUES", quote_double(staging));
+    }
     let params = vec!["?"; columns.len()].join(", ");
     let columns = columns.join(", ");
     format!(
