@@ -157,9 +157,7 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
             "run {}: consort {:.2} s, .import {}",
             run + 1,
             secs,
-            imports
-                .last()
-                .map_or("-".into(), |s| format!("{s:.2} s"))
+            imports.last().map_or("-".into(), |s| format!("{s:.2} s"))
         );
     }
     let Some(report) = report else {
@@ -196,7 +194,10 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
         args.rows as f64 / ours_median
     );
     if let Some(s) = pipeline_median {
-        println!("  pipeline alone (no database): {s:.2} s, {:.1} MB/s", mb / s);
+        println!(
+            "  pipeline alone (no database): {s:.2} s, {:.1} MB/s",
+            mb / s
+        );
     }
     println!(
         "  kept {}, duplicates removed {}, rejected {}",
@@ -208,9 +209,9 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
             mb / s,
             s / ours_median
         ),
-        None => println!(
-            "  sqlite3 not found: install it (apt-get install sqlite3) for the comparison"
-        ),
+        None => {
+            println!("  sqlite3 not found: install it (apt-get install sqlite3) for the comparison")
+        }
     }
     Ok(0)
 }

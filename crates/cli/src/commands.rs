@@ -77,7 +77,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Demo { json, keep_running } => crate::demo::run(dir, json, keep_running).await,
         Command::Bench(crate::args::BenchCommand::Ledger(args)) => crate::bench::ledger(args).await,
-        Command::Bench(crate::args::BenchCommand::Ingest(args)) => crate::bench_ingest::run(args).await,
+        Command::Bench(crate::args::BenchCommand::Ingest(args)) => {
+            crate::bench_ingest::run(args).await
+        }
         Command::Bench(crate::args::BenchCommand::Mpc(args)) => crate::bench_mpc::run(args).await,
         Command::Bench(crate::args::BenchCommand::Psi(args)) => crate::bench_psi::run(args).await,
         Command::Bench(crate::args::BenchCommand::Query(args)) => {

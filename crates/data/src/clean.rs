@@ -536,7 +536,10 @@ value = 1
         assert!(t.fingerprint_is_leaf());
         let key = ["n".to_string()];
         let t = Typer::new(&c, &schema, &plain, Dedup::Key, Some(&key), None).unwrap();
-        assert!(!t.fingerprint_is_leaf(), "a key fingerprint covers only the key");
+        assert!(
+            !t.fingerprint_is_leaf(),
+            "a key fingerprint covers only the key"
+        );
         let t = Typer::new(&c, &schema, &plain, Dedup::None, None, None).unwrap();
         assert!(!t.fingerprint_is_leaf());
     }

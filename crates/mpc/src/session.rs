@@ -13,6 +13,13 @@ use crate::transport::{
     decode_u64s, frame_abort, put_u64s, unframe, PartyId, Transport, COMPUTE_PARTIES, TAG_DATA,
 };
 
+/// Words per message when a reshare streams a long vector (512 KiB).
+pub(crate) const STREAM_WORDS: usize = 1 << 16;
+
+/// Slices a party sends ahead of the one it decodes: enough that its peer's next slice is
+/// usually there when it looks, while it computes its own.
+const STREAM_LAG: usize = 2;
+
 /// Which ring a component vector lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ring {
@@ -250,32 +257,86 @@ impl Session {
     /// As [`Session::reshare`], with the local values produced chunk by chunk by
     /// `local(offset, out)`: the local values, the zero-sharing and the outgoing message
     /// are built in one pass over cache-resident chunks (large batches are memory-bound).
+    ///
+    /// A long vector travels as several messages of [`STREAM_WORDS`] words within the one
+    /// round: each party sends a slice as soon as it is computed and decodes the slice it
+    /// received [`STREAM_LAG`] slices earlier while the next is computed. Compute and
+    /// transfer then overlap, and no message of the size of the whole vector is built,
+    /// reassembled or decoded at once (on loopback TLS that copying and the fresh memory
+    /// it needs cost more than the arithmetic).
     pub(crate) fn reshare_with(
         &mut self,
         ring: Ring,
         n: usize,
         mut local: impl FnMut(usize, &mut [u64]),
     ) -> Result<(Vec<u64>, Vec<u64>)> {
+        self.check()?;
+        self.rounds += 1;
+        let (to, from) = (self.prev(), self.next());
+        let slices = n.div_ceil(STREAM_WORDS).max(1);
+        let slice_len = |k: usize| STREAM_WORDS.min(n - k * STREAM_WORDS);
         let mut z: Vec<u64> = Vec::with_capacity(n);
-        let mut msg: Vec<u8> = Vec::with_capacity(n * 8 + 1);
+        let mut b: Vec<u64> = Vec::with_capacity(n);
         let mut c = [0u64; CHUNK];
-        let mut bytes = [0u8; CHUNK * 8];
-        let mut off = 0;
-        while off < n {
-            let k = CHUNK.min(n - off);
-            local(off, &mut c[..k]);
-            self.add_zero(ring, &mut c[..k]);
-            for (o, w) in bytes.chunks_exact_mut(8).zip(&c[..k]) {
-                o.copy_from_slice(&w.to_le_bytes());
+        let mut received = 0;
+        for k in 0..slices {
+            let (start, end) = (k * STREAM_WORDS, k * STREAM_WORDS + slice_len(k));
+            let mut msg: Vec<u8> = Vec::with_capacity((end - start) * 8 + 1);
+            let mut off = start;
+            while off < end {
+                let len = CHUNK.min(end - off);
+                local(off, &mut c[..len]);
+                self.add_zero(ring, &mut c[..len]);
+                z.extend_from_slice(&c[..len]);
+                put_u64s(&mut msg, &c[..len]);
+                off += len;
             }
-            z.extend_from_slice(&c[..k]);
-            msg.extend_from_slice(&bytes[..k * 8]);
-            off += k;
+            msg.push(TAG_DATA);
+            if let Err(e) = self.t.send(to, msg) {
+                let e = self.explain(to, e);
+                return self.fail(e);
+            }
+            while received + STREAM_LAG <= k {
+                self.recv_words_into(from, slice_len(received), &mut b)?;
+                received += 1;
+            }
         }
-        let (prev, next) = (self.prev(), self.next());
-        let r = self.round(vec![(prev, msg)], &[next])?;
-        let b = self.decode(&r[0], n, next)?;
+        while received < slices {
+            self.recv_words_into(from, slice_len(received), &mut b)?;
+            received += 1;
+        }
         Ok((z, b))
+    }
+
+    /// Receives one message of exactly `n` words from `from` and appends them to `out`.
+    fn recv_words_into(&mut self, from: PartyId, n: usize, out: &mut Vec<u64>) -> Result<()> {
+        let bytes = match self.t.recv(from) {
+            Ok(m) => match unframe(m, self.t.peer_name(from)) {
+                Ok(m) => m,
+                Err(e) => return self.fail(e),
+            },
+            Err(e) => {
+                let e = self.explain(from, e);
+                return self.fail(e);
+            }
+        };
+        if bytes.len() != n.saturating_mul(8) {
+            let e = MpcError::Malformed {
+                peer: self.t.peer_name(from),
+                reason: format!(
+                    "expected {n} u64 values ({} bytes), got {} bytes",
+                    n.saturating_mul(8),
+                    bytes.len()
+                ),
+            };
+            return self.fail(e);
+        }
+        out.extend(bytes.chunks_exact(8).map(|w| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            u64::from_le_bytes(word)
+        }));
+        Ok(())
     }
 
     /// Message and local components for an input of `n` words by compute party `owner`.

@@ -254,7 +254,9 @@ impl Session<'_> {
                 let (stmt, first) = if follows {
                     (&mut following, 1)
                 } else {
-                    numbered.raw_bind_parameter(1, n).map_err(|e| e.to_string())?;
+                    numbered
+                        .raw_bind_parameter(1, n)
+                        .map_err(|e| e.to_string())?;
                     (&mut numbered, 2)
                 };
                 for (i, v) in row.iter().enumerate() {

@@ -113,6 +113,58 @@ enum Outgoing {
     Close,
 }
 
+/// The request bodies of one queued message, numbered from `first`. They are encoded as
+/// the window takes them, so a long message costs one window of copies in memory, and its
+/// first chunk leaves before the rest is copied.
+struct ChunkBodies {
+    session: SessionId,
+    first: u64,
+    /// `None` for the close notice.
+    message: Option<Vec<u8>>,
+    pieces: usize,
+    next: usize,
+}
+
+impl ChunkBodies {
+    fn new(session: SessionId, first: u64, outgoing: Outgoing) -> Self {
+        let (message, pieces) = match outgoing {
+            Outgoing::Message(m) => {
+                let pieces = m.len().div_ceil(CHUNK_BYTES).max(1);
+                (Some(m), pieces)
+            }
+            Outgoing::Close => (None, 1),
+        };
+        Self {
+            session,
+            first,
+            message,
+            pieces,
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for ChunkBodies {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.next >= self.pieces {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        let seq = self.first + i as u64;
+        Some(match &self.message {
+            None => encode_close(self.session, seq),
+            Some(m) => {
+                let piece =
+                    &m[(i * CHUNK_BYTES).min(m.len())..((i + 1) * CHUNK_BYTES).min(m.len())];
+                encode_chunk(self.session, seq, i + 1 == self.pieces, piece)
+            }
+        })
+    }
+}
+
 /// Requests in flight to one peer: enough to keep the link busy while earlier chunks are
 /// acknowledged, few enough to bound what the receiver holds out of order.
 const WINDOW: usize = 16;
@@ -133,22 +185,8 @@ async fn link_task(
     });
     let mut seq = 0u64;
     let bodies = messages.flat_map(move |outgoing| {
-        let message = match outgoing {
-            Outgoing::Message(message) => message,
-            Outgoing::Close => {
-                seq += 1;
-                return futures::stream::iter(vec![encode_close(session, seq - 1)]);
-            }
-        };
-        let pieces = message.len().div_ceil(CHUNK_BYTES).max(1);
-        let bodies: Vec<Vec<u8>> = (0..pieces)
-            .map(|i| {
-                let piece = &message[(i * CHUNK_BYTES).min(message.len())
-                    ..((i + 1) * CHUNK_BYTES).min(message.len())];
-                seq += 1;
-                encode_chunk(session, seq - 1, i + 1 == pieces, piece)
-            })
-            .collect();
+        let bodies = ChunkBodies::new(session, seq, outgoing);
+        seq += bodies.pieces as u64;
         futures::stream::iter(bodies)
     });
     let sent = bodies
