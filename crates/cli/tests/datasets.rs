@@ -313,3 +313,25 @@ fn init_refuses_an_unknown_database_url() {
         "nothing is created on a refusal"
     );
 }
+
+/// The ingest benchmark on a small input: every generated row is accounted for, both runs
+/// are reported, and a bad `--runs` is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ingest_accounts_for_every_row() {
+    let _guard = serial().await;
+    let (code, out, err) = consort(&["bench", "ingest", "--rows", "3000", "--runs", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json_of(&out);
+    let c = &v["consort"];
+    let total = ["rows_kept", "duplicates_removed", "rows_rejected"]
+        .iter()
+        .map(|k| c[*k].as_u64().unwrap_or_else(|| panic!("{k} in {v}")))
+        .sum::<u64>();
+    assert_eq!(total, 3000, "{v}");
+    assert!(c["duplicates_removed"].as_u64() > Some(0), "{v}");
+    assert!(c["rows_rejected"].as_u64() > Some(0), "{v}");
+    assert_eq!(c["all_seconds"].as_array().map(Vec::len), Some(2), "{v}");
+    let (code, _, err) = consort(&["bench", "ingest", "--runs", "0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--runs"), "{err}");
+}
