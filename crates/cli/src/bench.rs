@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use consort_ledger::{Notarization, NotarizedFile, Transaction, TxPayload};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -25,13 +25,7 @@ pub async fn ledger(args: BenchLedgerArgs) -> Result<i32> {
     if args.nodes == 0 || args.txs == 0 || args.clients == 0 || args.batch == 0 {
         bail!("--nodes, --txs, --clients and --batch must all be at least 1");
     }
-    let temp = tempfile::Builder::new()
-        .prefix("consort-bench-")
-        .tempdir()?;
-    let binary = std::env::current_exe().context("locating the consort binary")?;
-    let mut cluster = LocalCluster::create(temp.path(), args.nodes, &binary)?;
-    cluster.start_all()?;
-    cluster.wait_all_ready(Duration::from_secs(30)).await?;
+    let (_temp, mut cluster) = LocalCluster::start_temp("consort-bench-", args.nodes).await?;
 
     let genesis = consort_node::config::read_genesis(&cluster.genesis_path)?;
     let chain_id = genesis.chain_id();

@@ -4,9 +4,9 @@
 //! rows) runs end to end, and the same query runs in plain SQLite over both tables. Prints
 //! both times and fails if the answers differ.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::cluster::LocalCluster;
@@ -22,13 +22,7 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
     if rows == 0 {
         bail!("--rows must be at least 1");
     }
-    let temp = tempfile::Builder::new()
-        .prefix("consort-bench-join-")
-        .tempdir()?;
-    let binary = std::env::current_exe().context("locating the consort binary")?;
-    let mut cluster = LocalCluster::create(temp.path(), 3, &binary)?;
-    cluster.start_all()?;
-    cluster.wait_all_ready(Duration::from_secs(30)).await?;
+    let (temp, mut cluster) = LocalCluster::start_temp("consort-bench-join-", 3).await?;
     let note = |s: String| {
         if !json {
             eprintln!("{s}");

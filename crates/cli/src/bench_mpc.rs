@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::args::BenchMpcArgs;
@@ -26,13 +26,7 @@ pub async fn run(args: BenchMpcArgs) -> Result<i32> {
             consort_node::api::MAX_MPC_BENCH_N
         );
     }
-    let temp = tempfile::Builder::new()
-        .prefix("consort-bench-mpc-")
-        .tempdir()?;
-    let binary = std::env::current_exe().context("locating the consort binary")?;
-    let mut cluster = LocalCluster::create(temp.path(), 3, &binary)?;
-    cluster.start_all()?;
-    cluster.wait_all_ready(Duration::from_secs(30)).await?;
+    let (_temp, cluster) = LocalCluster::start_temp("consort-bench-mpc-", 3).await?;
     let reports = run_session(&cluster, &args.op, args.n, args.timeout).await?;
 
     let slowest = |field: &str| {

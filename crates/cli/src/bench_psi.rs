@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::args::BenchPsiArgs;
@@ -20,13 +20,7 @@ pub async fn run(args: BenchPsiArgs) -> Result<i32> {
             consort_node::api::MAX_MPC_BENCH_N
         );
     }
-    let temp = tempfile::Builder::new()
-        .prefix("consort-bench-psi-")
-        .tempdir()?;
-    let binary = std::env::current_exe().context("locating the consort binary")?;
-    let mut cluster = LocalCluster::create(temp.path(), 2, &binary)?;
-    cluster.start_all()?;
-    cluster.wait_all_ready(Duration::from_secs(30)).await?;
+    let (_temp, mut cluster) = LocalCluster::start_temp("consort-bench-psi-", 2).await?;
     let reports = run_session(&cluster, args.n, args.timeout).await?;
     let seconds = reports
         .iter()

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::args::BenchQueryArgs;
@@ -20,13 +20,7 @@ pub async fn run(args: BenchQueryArgs) -> Result<i32> {
     if args.join {
         return crate::bench_join::run(args.rows, args.runs, args.json).await;
     }
-    let temp = tempfile::Builder::new()
-        .prefix("consort-bench-query-")
-        .tempdir()?;
-    let binary = std::env::current_exe().context("locating the consort binary")?;
-    let mut cluster = LocalCluster::create(temp.path(), 3, &binary)?;
-    cluster.start_all()?;
-    cluster.wait_all_ready(Duration::from_secs(30)).await?;
+    let (temp, mut cluster) = LocalCluster::start_temp("consort-bench-query-", 3).await?;
     let note = |s: String| {
         if !args.json {
             eprintln!("{s}");

@@ -44,6 +44,18 @@ pub fn free_addr() -> Result<String> {
 }
 
 impl LocalCluster {
+    /// Creates `n` members in a fresh temporary directory named from `prefix`, starts
+    /// them (this binary's `node run`) and waits until all are ready. The directory must
+    /// outlive the cluster: bind it first, `let (_temp, cluster) = …`.
+    pub async fn start_temp(prefix: &str, n: usize) -> Result<(tempfile::TempDir, Self)> {
+        let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        let binary = std::env::current_exe().context("locating the consort binary")?;
+        let mut cluster = Self::create(temp.path(), n, &binary)?;
+        cluster.start_all()?;
+        cluster.wait_all_ready(Duration::from_secs(30)).await?;
+        Ok((temp, cluster))
+    }
+
     /// Creates `n` members under `root` and their genesis; starts nothing.
     pub fn create(root: &Path, n: usize, binary: &Path) -> Result<Self> {
         let names = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];

@@ -10,7 +10,7 @@ use consort_ledger::policy::{Grant, Grantee};
 use consort_ledger::TxPayload;
 use serde_json::{json, Value};
 
-use crate::cluster::LocalCluster;
+use crate::cluster::{LocalCluster, LocalMember};
 use crate::commands::sign_for;
 
 /// What every hospital lets every member do with its visits: group by region and ward,
@@ -75,59 +75,48 @@ pub fn write_followups(path: &std::path::Path, rows: usize, patients: usize) -> 
     Ok(())
 }
 
+/// Records `member`'s grant to everyone of `columns` on `dataset`; returns its transaction id.
+async fn grant(
+    member: &LocalMember,
+    dataset: &str,
+    columns: &str,
+    say: &dyn Fn(String),
+) -> Result<String> {
+    let grant = Grant {
+        dataset: dataset.into(),
+        grantee: Grantee::Anyone,
+        columns: crate::query::parse_columns(columns)?,
+        min_group_size: consort_ledger::policy::DEFAULT_MIN_GROUP_SIZE,
+        expires_ms: None,
+    };
+    let tx = sign_for(&member.dir, TxPayload::Grant(grant))?;
+    let answer = member.client.submit(&tx, true).await?;
+    if answer["valid"] != true {
+        bail!(
+            "{}'s grant on {dataset} was recorded invalid: {}",
+            member.name,
+            answer["reason"].as_str().unwrap_or("not committed")
+        );
+    }
+    say(format!(
+        "{} granted everyone {columns} on {dataset} (k = 3) -> tx {}",
+        member.name,
+        tx.id()
+    ));
+    Ok(tx.id().to_string())
+}
+
 /// Records the grants; returns their transaction ids.
 pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     for member in &cluster.members {
-        let grant = Grant {
-            dataset: "visits".into(),
-            grantee: Grantee::Anyone,
-            columns: crate::query::parse_columns(DEMO_GRANT)?,
-            min_group_size: consort_ledger::policy::DEFAULT_MIN_GROUP_SIZE,
-            expires_ms: None,
-        };
-        let tx = sign_for(&member.dir, TxPayload::Grant(grant))?;
-        let answer = member.client.submit(&tx, true).await?;
-        if answer["valid"] != true {
-            bail!(
-                "{}'s grant was recorded invalid: {}",
-                member.name,
-                answer["reason"].as_str().unwrap_or("not committed")
-            );
-        }
-        say(format!(
-            "{} granted everyone {DEMO_GRANT} on visits (k = 3) -> tx {}",
-            member.name,
-            tx.id()
-        ));
-        ids.push(tx.id().to_string());
+        ids.push(grant(member, "visits", DEMO_GRANT, say).await?);
     }
     let riverside = cluster
         .members
         .get(1)
         .ok_or_else(|| anyhow::anyhow!("the demo needs a second member"))?;
-    let grant = Grant {
-        dataset: "followups".into(),
-        grantee: Grantee::Anyone,
-        columns: crate::query::parse_columns(FOLLOWUP_GRANT)?,
-        min_group_size: consort_ledger::policy::DEFAULT_MIN_GROUP_SIZE,
-        expires_ms: None,
-    };
-    let tx = sign_for(&riverside.dir, TxPayload::Grant(grant))?;
-    let answer = riverside.client.submit(&tx, true).await?;
-    if answer["valid"] != true {
-        bail!(
-            "{}'s grant on followups was recorded invalid: {}",
-            riverside.name,
-            answer["reason"].as_str().unwrap_or("not committed")
-        );
-    }
-    say(format!(
-        "{} granted everyone {FOLLOWUP_GRANT} on followups (k = 3) -> tx {}",
-        riverside.name,
-        tx.id()
-    ));
-    ids.push(tx.id().to_string());
+    ids.push(grant(riverside, "followups", FOLLOWUP_GRANT, say).await?);
     Ok(ids)
 }
 
