@@ -16,11 +16,11 @@
 //! filter are rejects too) or removed as a duplicate:
 //! `rows_read == rows_kept + rows_rejected + duplicates_removed`.
 
+mod accept;
 mod inputs;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 
 use consort_crypto::Hash;
@@ -32,9 +32,11 @@ use crate::error::DataError;
 use crate::formats::{Fields, Format, Item};
 use crate::infer::{finalize_names, Inference, SAMPLE_ROWS};
 use crate::recipe::{recipe_hash, Dedup, Recipe};
-use crate::value::{Row, Schema};
+use crate::value::Schema;
+use accept::Accept;
+pub use accept::{ProgressFn, Sink};
 use inputs::Inputs;
-use stage::{FingerprintHasher, Prepared, Rejects};
+use stage::{Prepared, Rejects};
 
 /// Rows per sink call.
 pub const BATCH_ROWS: usize = 10_000;
@@ -259,11 +261,11 @@ impl Ingest {
     }
 
     /// Streams every record through the recipe into `sink`.
-    pub fn run(
-        self,
-        sink: &mut dyn FnMut(Vec<Row>) -> Result<(), DataError>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<IngestReport, DataError> {
+    ///
+    /// Three stages run at once on the cores: chunk `k + 2` is read, chunk `k + 1`
+    /// prepared in parallel ([`stage::prepare`]) and chunk `k` accepted in order
+    /// ([`accept::Accept`]).
+    pub fn run(self, sink: Sink<'_>, progress: ProgressFn<'_>) -> Result<IngestReport, DataError> {
         let Self {
             mut inputs,
             mut buffer,
@@ -283,80 +285,78 @@ impl Ingest {
             named_index: &named_index,
             leaf_is_fingerprint: typer.fingerprint_is_leaf(),
         };
-        let mut rejects = Rejects {
-            path: reject_path,
-            out: None,
-            count: 0,
-            by_reason: BTreeMap::new(),
+        let mut accept = Accept {
+            paths: inputs.paths.clone(),
+            rejects: Rejects {
+                path: reject_path,
+                out: None,
+                count: 0,
+                by_reason: BTreeMap::new(),
+            },
+            seen: HashSet::default(),
+            commitment: Commitment::new(),
+            nulls: vec![false; schema.columns.len()],
+            read: 0,
+            kept: 0,
+            dups: 0,
+            batch: Vec::with_capacity(BATCH_ROWS),
         };
-        let mut seen: HashSet<u128, BuildHasherDefault<FingerprintHasher>> = HashSet::default();
         if dedup != Dedup::None {
-            seen.reserve(expected_records);
+            accept.seen.reserve(expected_records);
         }
-        let mut commitment = Commitment::new();
-        let mut nulls = vec![false; schema.columns.len()];
-        let (mut read, mut kept, mut dups) = (0u64, 0u64, 0u64);
-        let mut batch: Vec<Row> = Vec::with_capacity(BATCH_ROWS);
+        let prepare = |chunk: Vec<(usize, Item, bool)>| {
+            chunk
+                .into_par_iter()
+                .map_init(stage::Scratch::default, |scratch, (src, item, cleaned)| {
+                    (src, stage::prepare(&steps, scratch, item, cleaned))
+                })
+                .collect::<Vec<_>>()
+        };
         let mut chunk = read_chunk(&mut inputs, &mut buffer)?;
-        while !chunk.is_empty() {
-            // Read the next chunk while this one is prepared on the other cores.
-            let (next, prepared) = rayon::join(
-                || read_chunk(&mut inputs, &mut buffer),
+        let mut chunk_bytes = inputs.bytes();
+        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+        let mut prepared_bytes = 0;
+        while !chunk.is_empty() || !prepared.is_empty() {
+            let more = !chunk.is_empty();
+            let ((next, next_bytes), (now_prepared, accepted)) = rayon::join(
                 || {
-                    chunk
-                        .into_par_iter()
-                        .map_init(stage::Scratch::default, |scratch, (src, item, cleaned)| {
-                            (src, stage::prepare(&steps, scratch, item, cleaned))
-                        })
-                        .collect::<Vec<_>>()
+                    if !more {
+                        return (Ok(Vec::new()), chunk_bytes);
+                    }
+                    let next = read_chunk(&mut inputs, &mut buffer);
+                    (next, inputs.bytes())
+                },
+                || {
+                    rayon::join(
+                        || prepare(std::mem::take(&mut chunk)),
+                        || {
+                            accept.chunk(
+                                std::mem::take(&mut prepared),
+                                prepared_bytes,
+                                sink,
+                                progress,
+                            )
+                        },
+                    )
                 },
             );
-            for (src, item) in prepared {
-                read += 1;
-                let (row, fingerprint, leaf) = match item {
-                    Prepared::Reject {
-                        number,
-                        kind,
-                        reason,
-                        raw,
-                    } => {
-                        rejects.add(&inputs.paths[src], number, &kind, &reason, &raw)?;
-                        continue;
-                    }
-                    Prepared::Row {
-                        row,
-                        fingerprint,
-                        leaf,
-                    } => (row, fingerprint, leaf),
-                };
-                if let Some(f) = fingerprint {
-                    if !seen.insert(f) {
-                        dups += 1;
-                        continue;
-                    }
-                }
-                for (n, v) in nulls.iter_mut().zip(&row) {
-                    *n |= v.is_null();
-                }
-                commitment.push_leaf_hash(leaf);
-                kept += 1;
-                batch.push(row);
-                if batch.len() >= BATCH_ROWS {
-                    sink(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(BATCH_ROWS),
-                    ))?;
-                    progress(inputs.bytes());
-                }
-            }
-            chunk = next?;
+            accepted?;
+            (prepared, prepared_bytes) = (now_prepared, chunk_bytes);
+            (chunk, chunk_bytes) = (next?, next_bytes);
         }
-        if !batch.is_empty() {
-            sink(batch)?;
-        }
+        accept.flush(sink)?;
         inputs.finish_current()?;
         let bytes_read = inputs.done_bytes;
         progress(bytes_read);
+        let Accept {
+            mut rejects,
+            commitment,
+            nulls,
+            read,
+            kept,
+            dups,
+            ..
+        } = accept;
         if read == 0 {
             return Err(no_rows(bytes_read));
         }
@@ -419,8 +419,8 @@ fn read_chunk(
 pub fn ingest(
     inputs: &[PathBuf],
     options: &IngestOptions,
-    sink: &mut dyn FnMut(Vec<Row>) -> Result<(), DataError>,
-    progress: &mut dyn FnMut(u64),
+    sink: Sink<'_>,
+    progress: ProgressFn<'_>,
 ) -> Result<IngestReport, DataError> {
     Ingest::open(inputs, options)?.run(sink, progress)
 }
