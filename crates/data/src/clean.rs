@@ -149,11 +149,20 @@ impl Cleaner {
     /// [`Self::clean_text`] borrowing from `fields`: text the recipe leaves unchanged is
     /// not copied, and the caller keeps the original for a reject.
     pub fn clean_fields<'a>(&self, fields: &'a [Option<String>]) -> Vec<Option<Cow<'a, str>>> {
+        self.clean_with(|i| fields.get(i)?.as_deref())
+    }
+
+    /// [`Self::clean_fields`] for fields given by position: `field(i)` is the text of
+    /// input column `i`, `None` for null or absent.
+    pub fn clean_with<'a>(
+        &self,
+        field: impl Fn(usize) -> Option<&'a str>,
+    ) -> Vec<Option<Cow<'a, str>>> {
         self.select
             .iter()
             .zip(&self.rules)
             .map(|(&i, rule)| {
-                let s = fields.get(i)?.as_deref()?;
+                let s = field(i)?;
                 let s = if rule.trim { s.trim() } else { s };
                 if self.null_tokens.iter().any(|t| t == s) {
                     return None;

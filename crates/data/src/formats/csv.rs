@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use csv::ByteRecord;
+use csv::{ByteRecord, StringRecord};
 
 use super::{
     read_full, truncate_raw, value_to_text, Fields, Item, Record, RecordReader, Reject, RowWriter,
@@ -317,10 +317,12 @@ impl CsvReader {
                 ),
             );
         }
-        let mut fields = Vec::with_capacity(rec.len());
+        // A fresh record of exactly this size: the reader's buffer keeps the capacity of
+        // the longest record read so far.
+        let mut fields = StringRecord::with_capacity(rec.as_slice().len(), rec.len());
         for (i, f) in rec.iter().enumerate() {
             match std::str::from_utf8(f) {
-                Ok(s) => fields.push(Some(s.to_string())),
+                Ok(s) => fields.push_field(s),
                 Err(e) => {
                     return reject(
                         "invalid UTF-8",
@@ -335,7 +337,7 @@ impl CsvReader {
         }
         Ok(Item::Record(Record {
             number: line,
-            fields: Fields::Positional(fields),
+            fields: Fields::Packed(fields),
             raw: None,
         }))
     }
@@ -435,9 +437,9 @@ mod tests {
     fn rec(i: &Item) -> Vec<Option<String>> {
         match i {
             Item::Record(Record {
-                fields: Fields::Positional(f),
+                fields: Fields::Packed(f),
                 ..
-            }) => f.clone(),
+            }) => f.iter().map(|s| Some(s.to_string())).collect(),
             other => panic!("not a record: {other:?}"),
         }
     }

@@ -100,8 +100,11 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
 /// The fields of one record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fields {
-    /// In column order (CSV, Parquet).
+    /// In column order (Parquet, and records the sample pass has cleaned).
     Positional(Vec<Option<String>>),
+    /// In column order, every field text in one buffer (CSV): one allocation per record
+    /// instead of one per field. No field is null here; null tokens are the recipe's.
+    Packed(::csv::StringRecord),
     /// Key/value pairs in document order (JSON, NDJSON).
     Named(Vec<(String, Option<String>)>),
 }
@@ -126,23 +129,9 @@ impl Record {
         let mut out = String::new();
         match &self.fields {
             Fields::Positional(fields) => {
-                for (i, f) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let f = f.as_deref().unwrap_or("");
-                    if f.contains([',', '"', '\n', '\r']) {
-                        out.push('"');
-                        out.push_str(&f.replace('"', "\"\""));
-                        out.push('"');
-                    } else {
-                        out.push_str(f);
-                    }
-                    if out.len() > MAX_RAW_BYTES {
-                        break;
-                    }
-                }
+                render_positional(&mut out, fields.iter().map(|f| f.as_deref().unwrap_or("")))
             }
+            Fields::Packed(fields) => render_positional(&mut out, fields.iter()),
             Fields::Named(pairs) => {
                 let map: serde_json::Map<String, serde_json::Value> = pairs
                     .iter()
@@ -157,6 +146,25 @@ impl Record {
             }
         }
         truncate_raw(&out)
+    }
+}
+
+/// Fields as one CSV line, quoted where needed, stopping once past [`MAX_RAW_BYTES`].
+fn render_positional<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if f.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&f.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(f);
+        }
+        if out.len() > MAX_RAW_BYTES {
+            break;
+        }
     }
 }
 

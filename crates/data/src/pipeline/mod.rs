@@ -214,6 +214,7 @@ impl Ingest {
             if let Item::Record(r) = item {
                 let fields = match &r.fields {
                     Fields::Positional(f) => Ok(f.clone()),
+                    Fields::Packed(f) => Ok(f.iter().map(|s| Some(s.to_string())).collect()),
                     Fields::Named(p) => position_named(p.clone(), &named_index),
                 };
                 if let Ok(f) = fields {

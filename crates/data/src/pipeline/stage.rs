@@ -112,6 +112,14 @@ fn typed_row(
     let positioned;
     let fields: &[Option<String>] = match &record.fields {
         Fields::Positional(f) => f,
+        Fields::Packed(packed) => {
+            let cleaned_fields = if cleaned {
+                packed.iter().map(|f| Some(Cow::Borrowed(f))).collect()
+            } else {
+                steps.cleaner.clean_with(|i| packed.get(i))
+            };
+            return typed_and_filtered(steps, cleaned_fields).map_err(|r| fail(r, &record));
+        }
         Fields::Named(p) => match position_named(p.clone(), steps.named_index) {
             Ok(f) => {
                 positioned = f;
@@ -128,14 +136,16 @@ fn typed_row(
     } else {
         steps.cleaner.clean_fields(fields)
     };
-    let row = steps
-        .typer
-        .to_row(cleaned_fields)
-        .map_err(|r| fail(r, &record))?;
-    steps
-        .typer
-        .check_filters(&row)
-        .map_err(|r| fail(r, &record))?;
+    typed_and_filtered(steps, cleaned_fields).map_err(|r| fail(r, &record))
+}
+
+/// Types cleaned fields into a row and applies the recipe's filters.
+fn typed_and_filtered(
+    steps: &Steps<'_>,
+    cleaned_fields: Vec<Option<Cow<'_, str>>>,
+) -> Result<Row, RowReject> {
+    let row = steps.typer.to_row(cleaned_fields)?;
+    steps.typer.check_filters(&row)?;
     Ok(row)
 }
 
