@@ -17,7 +17,8 @@
 //! Rows whose number follows the previous row's are inserted by a statement that leaves
 //! the rowid to SQLite, which appends without first searching the B-tree for the number:
 //! SQLite gives `max(rowid) + 1`, which is that number, as only this thread writes the
-//! staging table.
+//! staging table. Runs of such rows go [`MAX_RUN_ROWS`] at a time through one multi-row
+//! `INSERT`, so the per-execution cost (cursor, VM start and halt) is shared.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -55,10 +56,7 @@ pub(crate) struct BulkWriter {
 impl BulkWriter {
     /// Starts the writer thread for `staging` (which must exist) in the database at `path`.
     pub fn start(path: PathBuf, staging: &str, schema: &Schema) -> Self {
-        let statements = Statements {
-            numbered: insert_statement(staging, schema, true),
-            next: insert_statement(staging, schema, false),
-        };
+        let statements = Statements::new(staging, schema);
         let (jobs, inbox) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         let thread = std::thread::Builder::new()
             .name("consort-sqlite-writer".into())
@@ -145,13 +143,36 @@ fn stopped() -> String {
     "the SQLite writer stopped".into()
 }
 
-/// The two insert statements: with the row number bound first, and without it.
+/// The insert statements: with the row number bound first, without it, and without it
+/// for [`Statements::run`] rows at once.
 struct Statements {
     numbered: String,
     next: String,
+    /// `None` for a dataset without columns (nothing to bind; rows go one by one).
+    next_run: Option<String>,
+    run: usize,
 }
 
-fn insert_statement(staging: &str, schema: &Schema, numbered: bool) -> String {
+impl Statements {
+    fn new(staging: &str, schema: &Schema) -> Self {
+        let width = schema.columns.len();
+        let run = (MAX_RUN_PARAMETERS / width.max(1)).clamp(1, MAX_RUN_ROWS);
+        Self {
+            numbered: insert_statement(staging, schema, true, 1),
+            next: insert_statement(staging, schema, false, 1),
+            next_run: (width > 0).then(|| insert_statement(staging, schema, false, run)),
+            run,
+        }
+    }
+}
+
+/// Rows per multi-row insert: each execution of a statement opens and closes a cursor on
+/// the table and starts and halts the VM, which one row alone pays in full.
+const MAX_RUN_ROWS: usize = 32;
+/// Bound parameters per multi-row insert, well below SQLite's limit (32,766).
+const MAX_RUN_PARAMETERS: usize = 4096;
+
+fn insert_statement(staging: &str, schema: &Schema, numbered: bool, rows: usize) -> String {
     let mut columns = Vec::new();
     if numbered {
         columns.push(quote_double(ROW_COLUMN));
@@ -161,10 +182,11 @@ fn insert_statement(staging: &str, schema: &Schema, numbered: bool) -> String {
         // A dataset without columns: each row is just its (automatic) number.
         return format!("INSERT INTO {} DEFAULT VALUES", quote_double(staging));
     }
-    let params = vec!["?"; columns.len()].join(", ");
+    let params = format!("({})", vec!["?"; columns.len()].join(", "));
+    let values = vec![params; rows.max(1)].join(", ");
     let columns = columns.join(", ");
     format!(
-        "INSERT INTO {} ({columns}) VALUES ({params})",
+        "INSERT INTO {} ({columns}) VALUES {values}",
         quote_double(staging)
     )
 }
@@ -247,10 +269,29 @@ impl Session<'_> {
             let mut following = tx
                 .prepare_cached(&self.statements.next)
                 .map_err(|e| e.to_string())?;
+            let mut following_run = match &self.statements.next_run {
+                Some(sql) => Some(tx.prepare_cached(sql).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            let run = self.statements.run;
             let mut text = TextBuffers::default();
-            for (n, row) in rows {
+            let mut at = 0;
+            while let Some((n, row)) = rows.get(at) {
                 let n = i64::try_from(*n).map_err(|_| format!("row number {n} is too large"))?;
                 let follows = max_row.and_then(|m| m.checked_add(1)) == Some(n);
+                if let Some(stmt) = following_run.as_mut().filter(|_| follows) {
+                    if let Some(block) = consecutive_run(rows, at, run) {
+                        let mut first = 1;
+                        for (_, row) in block {
+                            bind_row(stmt, first, row, &mut text)?;
+                            first += row.len();
+                        }
+                        stmt.raw_execute().map_err(|e| format!("rows {n}..: {e}"))?;
+                        max_row = Some(n + run as i64 - 1);
+                        at += run;
+                        continue;
+                    }
+                }
                 let (stmt, first) = if follows {
                     (&mut following, 1)
                 } else {
@@ -259,27 +300,50 @@ impl Session<'_> {
                         .map_err(|e| e.to_string())?;
                     (&mut numbered, 2)
                 };
-                for (i, v) in row.iter().enumerate() {
-                    let at = i + first;
-                    let bound = match v {
-                        Value::Null => stmt.raw_bind_parameter(at, Null),
-                        Value::Integer(x) => stmt.raw_bind_parameter(at, *x),
-                        Value::Float(x) => stmt.raw_bind_parameter(at, *x),
-                        Value::Boolean(b) => stmt.raw_bind_parameter(at, i64::from(*b)),
-                        Value::Text(s) => stmt.raw_bind_parameter(at, s.as_str()),
-                        Value::Date(d) => stmt.raw_bind_parameter(at, text.date(*d)),
-                        Value::Timestamp(t) => stmt.raw_bind_parameter(at, text.timestamp(t)),
-                    };
-                    bound.map_err(|e| e.to_string())?;
-                }
+                bind_row(stmt, first, row, &mut text)?;
                 stmt.raw_execute().map_err(|e| format!("row {n}: {e}"))?;
                 max_row = Some(max_row.map_or(n, |m| m.max(n)));
+                at += 1;
             }
         }
         tx.commit().map_err(|e| e.to_string())?;
         self.max_row = max_row;
         Ok(())
     }
+}
+
+/// The `len` rows from `at` if there are that many and their numbers are consecutive.
+fn consecutive_run(rows: &[(u64, Row)], at: usize, len: usize) -> Option<&[(u64, Row)]> {
+    let block = rows.get(at..at.checked_add(len)?)?;
+    let first = block.first()?.0;
+    block
+        .iter()
+        .zip(first..)
+        .all(|((n, _), expected)| *n == expected)
+        .then_some(block)
+}
+
+/// Binds `row`'s values to parameters `first..`.
+fn bind_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    first: usize,
+    row: &Row,
+    text: &mut TextBuffers,
+) -> Result<(), String> {
+    for (i, v) in row.iter().enumerate() {
+        let at = i + first;
+        let bound = match v {
+            Value::Null => stmt.raw_bind_parameter(at, Null),
+            Value::Integer(x) => stmt.raw_bind_parameter(at, *x),
+            Value::Float(x) => stmt.raw_bind_parameter(at, *x),
+            Value::Boolean(b) => stmt.raw_bind_parameter(at, i64::from(*b)),
+            Value::Text(s) => stmt.raw_bind_parameter(at, s.as_str()),
+            Value::Date(d) => stmt.raw_bind_parameter(at, text.date(*d)),
+            Value::Timestamp(t) => stmt.raw_bind_parameter(at, text.timestamp(t)),
+        };
+        bound.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Fixed-width date and timestamp text (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS.ffffffZ`),
