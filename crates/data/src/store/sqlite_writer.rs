@@ -239,10 +239,10 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
     .map_err(|e| format!("opening {} for the load: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
-    // The staging table only becomes a dataset when the load commits, so the load can
-    // trade durability of its intermediate commits for speed: NORMAL syncs the WAL only
-    // at checkpoints. A larger cache keeps the growing B-tree's right edge in memory.
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")
+    // The journal mode is the pool's (a rollback journal, see `SqliteStore::open`); each
+    // batch's commit syncs, as anything less risks the whole file on power loss in that
+    // mode. A larger cache keeps the growing B-tree's right edge in memory.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")
         .map_err(|e| e.to_string())?;
     Ok(conn)
 }
