@@ -331,3 +331,50 @@ fn multiple_inputs_need_the_same_schema() {
         .to_string();
     assert!(e.contains("different schema"), "{e}");
 }
+
+fn numbered_csv(dir: &Path, name: &str, header: &str, rows: usize) -> PathBuf {
+    let mut body = format!("{header}\n");
+    for i in 0..rows {
+        body.push_str(&format!("{i},{}\n", i * 2));
+    }
+    file(dir, name, body.as_bytes())
+}
+
+#[test]
+fn a_later_input_that_fails_stops_the_run_with_its_error() {
+    // Past the sample, so the second input is opened by the running pipeline's reader.
+    let d = tempfile::tempdir().unwrap();
+    let a = numbered_csv(d.path(), "a.csv", "x,y", 30_000);
+    let c = file(d.path(), "c.csv", b"x,z\n3,4\n");
+    let e = run(&[a, c], IngestOptions::default(), d.path())
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("different schema"), "{e}");
+}
+
+#[test]
+fn a_failing_sink_stops_the_run_with_its_error() {
+    let d = tempfile::tempdir().unwrap();
+    let a = numbered_csv(d.path(), "a.csv", "x,y", 50_000);
+    let options = IngestOptions {
+        reject_path: d.path().join("rejects.ndjson"),
+        ..IngestOptions::default()
+    };
+    let mut calls = 0;
+    let r = ingest(
+        &[a],
+        &options,
+        &mut |_batch| {
+            calls += 1;
+            if calls == 2 {
+                return Err(DataError::Invalid("the disk is full".into()));
+            }
+            Ok(())
+        },
+        &mut |_| {},
+    );
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("the disk is full"), "{e}");
+    assert_eq!(calls, 2, "no batch after the failing one");
+}

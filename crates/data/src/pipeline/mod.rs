@@ -263,13 +263,13 @@ impl Ingest {
 
     /// Streams every record through the recipe into `sink`.
     ///
-    /// Three stages run at once on the cores: chunk `k + 2` is read, chunk `k + 1`
-    /// prepared in parallel ([`stage::prepare`]) and chunk `k` accepted in order
+    /// Three stages run at once on the cores (see [`run_stages`]): chunks are read,
+    /// prepared in parallel ([`stage::prepare`]) and accepted in order
     /// ([`accept::Accept`]).
     pub fn run(self, sink: Sink<'_>, progress: ProgressFn<'_>) -> Result<IngestReport, DataError> {
         let Self {
-            mut inputs,
-            mut buffer,
+            inputs,
+            buffer,
             named_index,
             cleaner,
             typer,
@@ -313,39 +313,8 @@ impl Ingest {
                 })
                 .collect::<Vec<_>>()
         };
-        let mut chunk = read_chunk(&mut inputs, &mut buffer)?;
-        let mut chunk_bytes = inputs.bytes();
-        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
-        let mut prepared_bytes = 0;
-        while !chunk.is_empty() || !prepared.is_empty() {
-            let more = !chunk.is_empty();
-            let ((next, next_bytes), (now_prepared, accepted)) = rayon::join(
-                || {
-                    if !more {
-                        return (Ok(Vec::new()), chunk_bytes);
-                    }
-                    let next = read_chunk(&mut inputs, &mut buffer);
-                    (next, inputs.bytes())
-                },
-                || {
-                    rayon::join(
-                        || prepare(std::mem::take(&mut chunk)),
-                        || {
-                            accept.chunk(
-                                std::mem::take(&mut prepared),
-                                prepared_bytes,
-                                sink,
-                                progress,
-                            )
-                        },
-                    )
-                },
-            );
-            accepted?;
-            (prepared, prepared_bytes) = (now_prepared, chunk_bytes);
-            (chunk, chunk_bytes) = (next?, next_bytes);
-        }
-        accept.flush(sink)?;
+        let (mut inputs, accept) =
+            run_stages(inputs, buffer, &prepare, accept, &mut *sink, &mut *progress)?;
         inputs.finish_current()?;
         let bytes_read = inputs.done_bytes;
         progress(bytes_read);
@@ -390,6 +359,84 @@ impl Ingest {
             key,
         })
     }
+}
+
+/// Chunks that may wait between two stages: enough to ride out one stage's slow chunk,
+/// few enough to bound memory.
+const STAGE_QUEUE: usize = 2;
+
+type Chunk = Vec<(usize, Item, bool)>;
+type PreparedChunk = Vec<(usize, Prepared)>;
+
+/// Runs the three stages as a pipeline: a reader thread reads chunks (CSV parsing and the
+/// input hash, which are sequential), this thread prepares each on the rayon pool, and an
+/// acceptor thread accepts them in order and feeds the sink. Bounded queues join them, so
+/// no stage waits for the slowest of the others on every chunk, as a lockstep would.
+///
+/// A failing stage stops the others: the acceptor's error ends the preparing (its queue
+/// closes), which ends the reading; a read error ends the preparing, and the acceptor
+/// finishes what was prepared before it. The first error is returned.
+fn run_stages(
+    mut inputs: Inputs,
+    mut buffer: VecDeque<(usize, Item, bool)>,
+    prepare: &(dyn Fn(Chunk) -> PreparedChunk + Sync),
+    mut accept: Accept,
+    sink: Sink<'_>,
+    progress: ProgressFn<'_>,
+) -> Result<(Inputs, Accept), DataError> {
+    use std::sync::mpsc::sync_channel;
+    let (chunk_tx, chunk_rx) = sync_channel::<Result<(Chunk, u64), DataError>>(STAGE_QUEUE);
+    let (prepared_tx, prepared_rx) = sync_channel::<(PreparedChunk, u64)>(STAGE_QUEUE);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            loop {
+                match read_chunk(&mut inputs, &mut buffer) {
+                    Ok(chunk) if chunk.is_empty() => break,
+                    Ok(chunk) => {
+                        if chunk_tx.send(Ok((chunk, inputs.bytes()))).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = chunk_tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+            inputs
+        });
+        let acceptor = scope.spawn(move || -> Result<Accept, DataError> {
+            for (prepared, bytes) in prepared_rx {
+                accept.chunk(prepared, bytes, &mut *sink, &mut *progress)?;
+            }
+            accept.flush(sink)?;
+            Ok(accept)
+        });
+        let mut read_error = None;
+        for message in chunk_rx {
+            match message {
+                Ok((chunk, bytes)) => {
+                    if prepared_tx.send((prepare(chunk), bytes)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(prepared_tx);
+        let stage_panicked =
+            |stage: &str| DataError::Invalid(format!("the ingest's {stage} stage panicked"));
+        let accepted = acceptor.join().map_err(|_| stage_panicked("accept"))?;
+        let inputs = reader.join().map_err(|_| stage_panicked("read"))?;
+        let accept = accepted?;
+        match read_error {
+            Some(e) => Err(e),
+            None => Ok((inputs, accept)),
+        }
+    })
 }
 
 /// Items per parallel step: enough to amortise the fork and join, few enough that a chunk
