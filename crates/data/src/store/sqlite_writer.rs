@@ -241,8 +241,11 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
         .map_err(|e| e.to_string())?;
     // The journal mode is the pool's (a rollback journal, see `SqliteStore::open`); each
     // batch's commit syncs, as anything less risks the whole file on power loss in that
-    // mode. A larger cache keeps the growing B-tree's right edge in memory.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")
+    // mode. An append touches only the B-tree's right edge and the pages of one batch
+    // (about 1 MB per 10,000 rows), so 8 MB of cache holds a batch without spilling it
+    // mid-transaction; a larger cache was only fresh memory to fault in (64 MB cost the
+    // writer about 15,000 page faults per load).
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -8192;")
         .map_err(|e| e.to_string())?;
     Ok(conn)
 }
