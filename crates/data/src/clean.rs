@@ -158,28 +158,33 @@ impl Cleaner {
         &self,
         field: impl Fn(usize) -> Option<&'a str>,
     ) -> Vec<Option<Cow<'a, str>>> {
-        self.select
-            .iter()
-            .zip(&self.rules)
-            .map(|(&i, rule)| {
-                let s = field(i)?;
-                let s = if rule.trim { s.trim() } else { s };
-                if self.null_tokens.iter().any(|t| t == s) {
-                    return None;
-                }
-                let s = match rule.normalize {
-                    None => Cow::Borrowed(s),
-                    Some(_) if s.is_ascii() => Cow::Borrowed(s),
-                    Some(Normalization::Nfc) => Cow::Owned(s.nfc().collect()),
-                    Some(Normalization::Nfkc) => Cow::Owned(s.nfkc().collect()),
-                };
-                Some(match rule.case {
-                    None => s,
-                    Some(Case::Lower) => Cow::Owned(s.to_lowercase()),
-                    Some(Case::Upper) => Cow::Owned(s.to_uppercase()),
-                })
+        self.clean_iter(field).collect()
+    }
+
+    /// [`Self::clean_with`] as an iterator, so a caller that consumes the fields once
+    /// needs no vector of them.
+    pub fn clean_iter<'s, 'a: 's>(
+        &'s self,
+        field: impl Fn(usize) -> Option<&'a str> + 's,
+    ) -> impl Iterator<Item = Option<Cow<'a, str>>> + 's {
+        self.select.iter().zip(&self.rules).map(move |(&i, rule)| {
+            let s = field(i)?;
+            let s = if rule.trim { s.trim() } else { s };
+            if self.null_tokens.iter().any(|t| t == s) {
+                return None;
+            }
+            let s = match rule.normalize {
+                None => Cow::Borrowed(s),
+                Some(_) if s.is_ascii() => Cow::Borrowed(s),
+                Some(Normalization::Nfc) => Cow::Owned(s.nfc().collect()),
+                Some(Normalization::Nfkc) => Cow::Owned(s.nfkc().collect()),
+            };
+            Some(match rule.case {
+                None => s,
+                Some(Case::Lower) => Cow::Owned(s.to_lowercase()),
+                Some(Case::Upper) => Cow::Owned(s.to_uppercase()),
             })
-            .collect()
+        })
     }
 }
 
@@ -290,11 +295,11 @@ impl Typer {
     }
 
     /// Coerces cleaned fields to a typed row.
-    pub fn to_row<S>(&self, fields: Vec<Option<S>>) -> Result<Row, RowReject>
+    pub fn to_row<S>(&self, fields: impl IntoIterator<Item = Option<S>>) -> Result<Row, RowReject>
     where
         S: AsRef<str> + Into<String>,
     {
-        let mut row = Vec::with_capacity(fields.len());
+        let mut row = Vec::with_capacity(self.parse.len());
         for (i, f) in fields.into_iter().enumerate() {
             let Some(s) = f else {
                 row.push(Value::Null);

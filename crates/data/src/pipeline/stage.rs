@@ -113,12 +113,12 @@ fn typed_row(
     let fields: &[Option<String>] = match &record.fields {
         Fields::Positional(f) => f,
         Fields::Packed(packed) => {
-            let cleaned_fields = if cleaned {
-                packed.iter().map(|f| Some(Cow::Borrowed(f))).collect()
+            let row = if cleaned {
+                typed_and_filtered(steps, packed.iter().map(|f| Some(Cow::Borrowed(f))))
             } else {
-                steps.cleaner.clean_with(|i| packed.get(i))
+                typed_and_filtered(steps, steps.cleaner.clean_iter(|i| packed.get(i)))
             };
-            return typed_and_filtered(steps, cleaned_fields).map_err(|r| fail(r, &record));
+            return row.map_err(|r| fail(r, &record));
         }
         Fields::Named(p) => match position_named(p.clone(), steps.named_index) {
             Ok(f) => {
@@ -140,9 +140,9 @@ fn typed_row(
 }
 
 /// Types cleaned fields into a row and applies the recipe's filters.
-fn typed_and_filtered(
+fn typed_and_filtered<'a>(
     steps: &Steps<'_>,
-    cleaned_fields: Vec<Option<Cow<'_, str>>>,
+    cleaned_fields: impl IntoIterator<Item = Option<Cow<'a, str>>>,
 ) -> Result<Row, RowReject> {
     let row = steps.typer.to_row(cleaned_fields)?;
     steps.typer.check_filters(&row)?;
