@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::local_check;
 use super::rules::{self, Rules};
+use super::{local_check, local_eval};
 use super::{BoxFuture, DatasetStore, LocalAggregateQuery, LocalSelect, StoreError, TableLoad};
 use crate::value::{Row, Schema};
 
@@ -138,7 +138,7 @@ impl DatasetStore for MemStore {
             let q = local_check::check_aggregate(table, schema, query)?;
             let st = self.lock();
             let t = table_for(&st, table, schema)?;
-            local_check::aggregate_rows(table, &q, t.rows.values())
+            local_eval::aggregate_rows(table, &q, t.rows.values())
         })
     }
 
@@ -153,7 +153,7 @@ impl DatasetStore for MemStore {
             let q = local_check::check_select(table, schema, query)?;
             let st = self.lock();
             let t = table_for(&st, table, schema)?;
-            Ok(local_check::select_rows(&q, t.rows.values()))
+            Ok(local_eval::select_rows(&q, t.rows.values()))
         })
     }
 

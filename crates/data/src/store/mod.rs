@@ -68,17 +68,21 @@
 //! case-sensitive `LIKE` without an escape character, group rows sorted NULL first.
 
 mod local_check;
+mod local_eval;
 mod local_query;
 mod local_sql;
 mod memory;
 mod mysql;
+mod mysql_load;
 mod postgres;
 mod rules;
 mod sql;
 mod sqlite;
+mod sqlite_load;
 mod sqlite_writer;
 
 pub mod conformance;
+mod conformance_agg;
 mod conformance_data;
 mod conformance_query;
 

@@ -15,7 +15,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -25,11 +24,12 @@ use sqlx::Row as _;
 use super::local_sql::{self, Flavor, Out, Statement};
 use super::rules::{self, Rules, ROW_COLUMN, STAGING_PREFIX};
 use super::sql::Dialect;
+use super::sqlite_load::SqliteLoad;
 use super::sqlite_writer::BulkWriter;
 use super::{BoxFuture, DatasetStore, LocalAggregateQuery, LocalSelect, StoreError, TableLoad};
 use crate::value::{ColumnType, Row, Schema, Value};
 
-const DIALECT: Dialect = Dialect {
+pub(super) const DIALECT: Dialect = Dialect {
     quote: rules::quote_double,
     numbered: false,
     row_column: "INTEGER PRIMARY KEY",
@@ -51,12 +51,12 @@ fn type_name(ty: ColumnType) -> &'static str {
 /// Staging tables of loads running in this process.
 static LIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
-fn live_set(f: impl FnOnce(&mut HashSet<String>) -> bool) -> bool {
+pub(super) fn live_set(f: impl FnOnce(&mut HashSet<String>) -> bool) -> bool {
     let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
     f(g.get_or_insert_with(HashSet::new))
 }
 
-fn db(context: impl std::fmt::Display) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(super) fn db(context: impl std::fmt::Display) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| StoreError::Database(format!("sqlite: {context}: {e}"))
 }
 
@@ -470,158 +470,5 @@ impl DatasetStore for SqliteStore {
             }
             Ok(removed)
         })
-    }
-}
-
-/// A load into an SQLite staging table. Holds one pooled connection (to create, rename or
-/// drop the table) and the bulk writer that fills it.
-struct SqliteLoad {
-    pool: SqlitePool,
-    /// `None` once the load is over.
-    conn: Option<PoolConnection<Sqlite>>,
-    writer: Option<BulkWriter>,
-    table: String,
-    staging: String,
-    schema: Schema,
-}
-
-impl SqliteLoad {
-    async fn try_insert(&mut self, rows: Vec<(u64, Row)>) -> Result<(), StoreError> {
-        Rules::sqlite().check_rows(&self.table, &self.schema, &rows)?;
-        let writer = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| StoreError::LoadFailed(self.table.clone()))?;
-        writer.write(rows).await.map_err(|e| {
-            StoreError::Database(format!("sqlite: inserting into table {}: {e}", self.table))
-        })
-    }
-
-    /// Ends the load: drops the staging table when `drop`, always releases liveness.
-    async fn finish(&mut self, drop: bool) -> Option<StoreError> {
-        // The writer's open transaction holds the write lock the drop needs.
-        if let Some(mut writer) = self.writer.take() {
-            writer.stop().await;
-        }
-        let conn = self.conn.take();
-        let mut err = None;
-        if drop {
-            let sql = DIALECT.drop_table(&self.staging);
-            let res = match conn {
-                Some(mut c) => sqlx::query(&sql).execute(&mut *c).await,
-                None => sqlx::query(&sql).execute(&self.pool).await,
-            };
-            if let Err(e) = res {
-                err = Some(db(format!("dropping staging table {}", self.staging))(e));
-            }
-        }
-        live_set(|s| s.remove(&self.staging));
-        err
-    }
-
-    async fn do_commit(mut self) -> Result<(), StoreError> {
-        let Some(writer) = self.writer.take() else {
-            return Err(StoreError::LoadFailed(self.table.clone()));
-        };
-        if let Err(e) = writer.commit().await {
-            self.finish(true).await;
-            return Err(StoreError::Database(format!(
-                "sqlite: committing rows of table {}: {e}",
-                self.table
-            )));
-        }
-        let Some(mut conn) = self.conn.take() else {
-            return Err(StoreError::LoadFailed(self.table.clone()));
-        };
-        let sql = format!(
-            "ALTER TABLE {} RENAME TO {}",
-            rules::quote_double(&self.staging),
-            rules::quote_double(&self.table)
-        );
-        let res = sqlx::query(&sql).execute(&mut *conn).await;
-        self.conn = Some(conn);
-        match res {
-            Ok(_) => {
-                self.conn = None;
-                live_set(|s| s.remove(&self.staging));
-                Ok(())
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                let err = if msg.contains("already another table") || msg.contains("already exists")
-                {
-                    StoreError::Exists(self.table.clone())
-                } else {
-                    db(format!("renaming staging table to {}", self.table))(e)
-                };
-                self.finish(true).await;
-                Err(err)
-            }
-        }
-    }
-}
-
-impl TableLoad for SqliteLoad {
-    fn insert(&mut self, rows: Vec<(u64, Row)>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            if self.conn.is_none() {
-                return Err(StoreError::LoadFailed(self.table.clone()));
-            }
-            let res = self.try_insert(rows).await;
-            if res.is_err() {
-                self.finish(true).await;
-            }
-            res
-        })
-    }
-
-    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(self.do_commit())
-    }
-
-    fn abort(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move {
-            match self.finish(true).await {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
-        })
-    }
-
-    fn staging_table(&self) -> &str {
-        &self.staging
-    }
-
-    fn abandon(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.finish(false).await;
-            Ok(())
-        })
-    }
-}
-
-impl Drop for SqliteLoad {
-    fn drop(&mut self) {
-        // Dropping the writer rolls back its transaction; the drop below waits for that.
-        self.writer = None;
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let staging = std::mem::take(&mut self.staging);
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    let mut conn = conn;
-                    let _ = sqlx::query(&DIALECT.drop_table(&staging))
-                        .execute(&mut *conn)
-                        .await;
-                    live_set(|s| s.remove(&staging));
-                });
-            }
-            Err(_) => {
-                // No runtime to drop it on: leave it to remove_staging_leftovers.
-                live_set(|s| s.remove(&staging));
-            }
-        }
     }
 }
