@@ -388,30 +388,38 @@ fn run_stages(
     let (chunk_tx, chunk_rx) = sync_channel::<Result<(Chunk, u64), DataError>>(STAGE_QUEUE);
     let (prepared_tx, prepared_rx) = sync_channel::<(PreparedChunk, u64)>(STAGE_QUEUE);
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            loop {
-                match read_chunk(&mut inputs, &mut buffer) {
-                    Ok(chunk) if chunk.is_empty() => break,
-                    Ok(chunk) => {
-                        if chunk_tx.send(Ok((chunk, inputs.bytes()))).is_err() {
+        let stage = |name: &str| std::thread::Builder::new().name(format!("consort-{name}"));
+        let not_started = |name: &str, e: std::io::Error| {
+            DataError::Invalid(format!("starting the ingest's {name} stage: {e}"))
+        };
+        let reader = stage("read")
+            .spawn_scoped(scope, move || {
+                loop {
+                    match read_chunk(&mut inputs, &mut buffer) {
+                        Ok(chunk) if chunk.is_empty() => break,
+                        Ok(chunk) => {
+                            if chunk_tx.send(Ok((chunk, inputs.bytes()))).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = chunk_tx.send(Err(e));
                             break;
                         }
                     }
-                    Err(e) => {
-                        let _ = chunk_tx.send(Err(e));
-                        break;
-                    }
                 }
-            }
-            inputs
-        });
-        let acceptor = scope.spawn(move || -> Result<Accept, DataError> {
-            for (prepared, bytes) in prepared_rx {
-                accept.chunk(prepared, bytes, &mut *sink, &mut *progress)?;
-            }
-            accept.flush(sink)?;
-            Ok(accept)
-        });
+                inputs
+            })
+            .map_err(|e| not_started("read", e))?;
+        let acceptor = stage("accept")
+            .spawn_scoped(scope, move || -> Result<Accept, DataError> {
+                for (prepared, bytes) in prepared_rx {
+                    accept.chunk(prepared, bytes, &mut *sink, &mut *progress)?;
+                }
+                accept.flush(sink)?;
+                Ok(accept)
+            })
+            .map_err(|e| not_started("accept", e))?;
         let mut read_error = None;
         for message in chunk_rx {
             match message {
