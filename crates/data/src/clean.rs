@@ -149,20 +149,12 @@ impl Cleaner {
     /// [`Self::clean_text`] borrowing from `fields`: text the recipe leaves unchanged is
     /// not copied, and the caller keeps the original for a reject.
     pub fn clean_fields<'a>(&self, fields: &'a [Option<String>]) -> Vec<Option<Cow<'a, str>>> {
-        self.clean_with(|i| fields.get(i)?.as_deref())
+        self.clean_iter(|i| fields.get(i)?.as_deref()).collect()
     }
 
-    /// [`Self::clean_fields`] for fields given by position: `field(i)` is the text of
-    /// input column `i`, `None` for null or absent.
-    pub fn clean_with<'a>(
-        &self,
-        field: impl Fn(usize) -> Option<&'a str>,
-    ) -> Vec<Option<Cow<'a, str>>> {
-        self.clean_iter(field).collect()
-    }
-
-    /// [`Self::clean_with`] as an iterator, so a caller that consumes the fields once
-    /// needs no vector of them.
+    /// [`Self::clean_fields`] for fields given by position, as an iterator: `field(i)` is
+    /// the text of input column `i`, `None` for null or absent. A caller that consumes
+    /// the fields once needs no vector of them.
     pub fn clean_iter<'s, 'a: 's>(
         &'s self,
         field: impl Fn(usize) -> Option<&'a str> + 's,
