@@ -5,15 +5,14 @@
 //! `k` while chunk `k + 1` is prepared and chunk `k + 2` read: the three run on the cores
 //! at once instead of the serial parts leaving the other core idle.
 
-use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 
 use crate::canonical::Commitment;
 use crate::error::DataError;
 use crate::value::Row;
 
-use super::stage::{FingerprintHasher, Prepared, Rejects};
+use super::fingerprints::FingerprintSet;
+use super::stage::{Prepared, Rejects, NULL_MASK_COLUMNS};
 use super::BATCH_ROWS;
 
 /// Where the rows go: batches of about [`BATCH_ROWS`] rows in row-number order.
@@ -25,10 +24,15 @@ pub type ProgressFn<'a> = &'a mut (dyn FnMut(u64) + Send);
 pub(super) struct Accept {
     pub(super) paths: Vec<PathBuf>,
     pub(super) rejects: Rejects,
-    pub(super) seen: HashSet<u128, BuildHasherDefault<FingerprintHasher>>,
+    pub(super) seen: FingerprintSet,
     pub(super) commitment: Commitment,
-    /// Per column: some kept row has a NULL there.
+    /// Per column: some kept row has a NULL there (the first [`NULL_MASK_COLUMNS`] are
+    /// in `null_mask` until [`Accept::nulls`] merges them).
     pub(super) nulls: Vec<bool>,
+    pub(super) null_mask: u64,
+    /// Per-chunk scratch: the fingerprints, then whether each row is a duplicate.
+    pub(super) fingerprints: Vec<Option<u128>>,
+    pub(super) duplicate: Vec<bool>,
     pub(super) read: u64,
     pub(super) kept: u64,
     pub(super) dups: u64,
@@ -44,9 +48,20 @@ impl Accept {
         sink: Sink<'_>,
         progress: ProgressFn<'_>,
     ) -> Result<(), DataError> {
-        for (src, item) in prepared {
+        self.fingerprints.clear();
+        self.fingerprints
+            .extend(prepared.iter().map(|(_, item)| match item {
+                Prepared::Row { fingerprint, .. } => *fingerprint,
+                Prepared::Reject { .. } => None,
+            }));
+        self.duplicate.clear();
+        self.duplicate.resize(prepared.len(), false);
+        let duplicate = &mut self.duplicate;
+        self.seen
+            .insert_all(&self.fingerprints, |i, new| duplicate[i] = !new);
+        for ((src, item), duplicate) in prepared.into_iter().zip(&self.duplicate) {
             self.read += 1;
-            let (row, fingerprint, leaf) = match item {
+            let (row, leaf, nulls) = match item {
                 Prepared::Reject {
                     number,
                     kind,
@@ -58,19 +73,18 @@ impl Accept {
                     continue;
                 }
                 Prepared::Row {
-                    row,
-                    fingerprint,
-                    leaf,
-                } => (row, fingerprint, leaf),
+                    row, leaf, nulls, ..
+                } => (row, leaf, nulls),
             };
-            if let Some(f) = fingerprint {
-                if !self.seen.insert(f) {
-                    self.dups += 1;
-                    continue;
-                }
+            if *duplicate {
+                self.dups += 1;
+                continue;
             }
-            for (n, v) in self.nulls.iter_mut().zip(&row) {
-                *n |= v.is_null();
+            self.null_mask |= nulls;
+            if let Some(wide) = row.get(NULL_MASK_COLUMNS..) {
+                for (n, v) in self.nulls[NULL_MASK_COLUMNS..].iter_mut().zip(wide) {
+                    *n |= v.is_null();
+                }
             }
             self.commitment.push_leaf_hash(leaf);
             self.kept += 1;
@@ -84,6 +98,15 @@ impl Accept {
             }
         }
         Ok(())
+    }
+
+    /// Per column: whether some kept row has a NULL there.
+    pub(super) fn nulls(&self) -> Vec<bool> {
+        let mut nulls = self.nulls.clone();
+        for (i, n) in nulls.iter_mut().take(NULL_MASK_COLUMNS).enumerate() {
+            *n |= self.null_mask & (1 << i) != 0;
+        }
+        nulls
     }
 
     /// Hands the last, partial batch to the sink.

@@ -9,14 +9,15 @@
 //!
 //! Nullability in [`Ingest::schema`] reflects the sample; the report's schema reflects
 //! every kept row (a column is nullable iff some kept row has a NULL in it), so stores
-//! should create columns nullable. Memory is bounded apart from the dedup set (16 bytes
-//! per distinct row) and the commitment (`O(log n)`).
+//! should create columns nullable. Memory is bounded apart from the dedup set (a 16-byte
+//! fingerprint per distinct row, in a table at most 3/4 full) and the commitment (`O(log n)`).
 //!
 //! Every record read ends up kept, rejected (reject file, counted by reason; rows failing a
 //! filter are rejects too) or removed as a duplicate:
 //! `rows_read == rows_kept + rows_rejected + duplicates_removed`.
 
 mod accept;
+mod fingerprints;
 mod inputs;
 mod stage;
 
@@ -35,6 +36,7 @@ use crate::recipe::{recipe_hash, Dedup, Recipe};
 use crate::value::Schema;
 use accept::Accept;
 pub use accept::{ProgressFn, Sink};
+use fingerprints::FingerprintSet;
 use inputs::Inputs;
 use stage::{Prepared, Rejects};
 
@@ -125,7 +127,7 @@ pub struct Ingest {
     expected_records: usize,
 }
 
-/// At most this many dedup fingerprints are reserved up front (about 600 MB); a larger
+/// At most this many dedup fingerprints are reserved up front (a 1 GiB table); a larger
 /// input grows the set as it goes.
 const MAX_RESERVED_FINGERPRINTS: usize = 1 << 25;
 
@@ -286,7 +288,7 @@ impl Ingest {
             named_index: &named_index,
             leaf_is_fingerprint: typer.fingerprint_is_leaf(),
         };
-        let mut accept = Accept {
+        let accept = Accept {
             paths: inputs.paths.clone(),
             rejects: Rejects {
                 path: reject_path,
@@ -294,17 +296,21 @@ impl Ingest {
                 count: 0,
                 by_reason: BTreeMap::new(),
             },
-            seen: HashSet::default(),
+            seen: FingerprintSet::with_capacity(if dedup == Dedup::None {
+                0
+            } else {
+                expected_records
+            }),
             commitment: Commitment::new(),
             nulls: vec![false; schema.columns.len()],
+            null_mask: 0,
+            fingerprints: Vec::new(),
+            duplicate: Vec::new(),
             read: 0,
             kept: 0,
             dups: 0,
             batch: Vec::with_capacity(BATCH_ROWS),
         };
-        if dedup != Dedup::None {
-            accept.seen.reserve(expected_records);
-        }
         let prepare = |chunk: Vec<(usize, Item, bool)>| {
             chunk
                 .into_par_iter()
@@ -318,10 +324,10 @@ impl Ingest {
         inputs.finish_current()?;
         let bytes_read = inputs.done_bytes;
         progress(bytes_read);
+        let nulls = accept.nulls();
         let Accept {
             mut rejects,
             commitment,
-            nulls,
             read,
             kept,
             dups,

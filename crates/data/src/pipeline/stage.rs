@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::hash::Hasher;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -30,8 +29,15 @@ pub(super) enum Prepared {
         row: Row,
         fingerprint: Option<u128>,
         leaf: Hash,
+        /// Bit `i` set: column `i` is NULL, for the first [`NULL_MASK_COLUMNS`] columns.
+        /// Computed here, where the row is in cache, so the sequential half need not
+        /// read the row's values at all (for most schemas).
+        nulls: u64,
     },
 }
+
+/// Columns whose NULLs [`Prepared::Row`] flags in its mask.
+pub(super) const NULL_MASK_COLUMNS: usize = 64;
 
 /// The recipe's compiled steps [`prepare`] applies, shared by every worker.
 pub(super) struct Steps<'a> {
@@ -92,10 +98,17 @@ pub(super) fn prepare(
             } else {
                 fingerprint
             };
+            let nulls = row
+                .iter()
+                .take(NULL_MASK_COLUMNS)
+                .enumerate()
+                .filter(|(_, v)| v.is_null())
+                .fold(0u64, |mask, (i, _)| mask | 1 << i);
             Prepared::Row {
                 row,
                 fingerprint,
                 leaf,
+                nulls,
             }
         }
     }
@@ -147,29 +160,6 @@ fn typed_and_filtered<'a>(
     let row = steps.typer.to_row(cleaned_fields)?;
     steps.typer.check_filters(&row)?;
     Ok(row)
-}
-
-/// Hashes dedup fingerprints, which are already uniformly distributed (hash output), by
-/// taking their low bits: SipHash over them would only cost time.
-#[derive(Default)]
-pub(super) struct FingerprintHasher(u64);
-
-impl Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_u128(&mut self, value: u128) {
-        self.0 = value as u64;
-    }
 }
 
 pub(super) struct Rejects {
