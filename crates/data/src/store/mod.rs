@@ -46,8 +46,9 @@
 //! # Loads
 //!
 //! [`DatasetStore::begin_load`] creates a staging table `_consort_staging_<random>_<table>`;
-//! each [`TableLoad::insert`] call is one transaction of prepared multi-row `INSERT`s
-//! (respecting the backends' bind-parameter limits); [`TableLoad::commit`] renames the
+//! each [`TableLoad::insert`] call is written by prepared multi-row `INSERT`s (respecting
+//! the backends' bind-parameter limits) in one transaction, or for SQLite in transactions
+//! of at least 100,000 rows that span calls; [`TableLoad::commit`] renames the
 //! staging table to its final name in one statement, failing with [`StoreError::Exists`] if
 //! the final table exists. Any failed insert removes the staging table at once, so a failed
 //! load leaves nothing behind; [`TableLoad::abort`] does the same, and dropping a load
@@ -215,11 +216,12 @@ pub trait DatasetStore: Send + Sync {
 
 /// A load in progress into a staging table.
 pub trait TableLoad: Send {
-    /// Inserts `(row number, row)` pairs, in one transaction. On any error the staging
-    /// table is removed and the load is over: later calls fail with
-    /// [`StoreError::LoadFailed`]. A backend may return before the rows are written and
-    /// report their failure from a later call or from [`TableLoad::commit`]. The rows are taken by value so a backend may hand them
-    /// to a writer thread without copying.
+    /// Inserts `(row number, row)` pairs, in one transaction or (SQLite) in transactions
+    /// that span calls. On any error the staging table is removed and the load is over:
+    /// later calls fail with [`StoreError::LoadFailed`]. A backend may return before the
+    /// rows are written and report their failure from a later call or from
+    /// [`TableLoad::commit`]. The rows are taken by value so a backend may hand them to a
+    /// writer thread without copying.
     fn insert(&mut self, rows: Vec<(u64, Row)>) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Makes the table appear atomically and complete under its final name; fails with

@@ -72,7 +72,7 @@ impl BulkWriter {
         }
     }
 
-    /// Queues `rows` to be written in one transaction. Returns once at most
+    /// Queues `rows` to be written (see the module docs for transactions). Returns once at most
     /// [`IN_FLIGHT`] batches are unacknowledged, with the error of any batch that failed.
     pub async fn write(&mut self, rows: Vec<(u64, Row)>) -> Result<(), String> {
         while let Some(done) = self.pending.front_mut().map(Reply::try_recv) {
