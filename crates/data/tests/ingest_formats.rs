@@ -254,3 +254,38 @@ fn csv_and_ndjson_export_read_back() {
         assert_eq!(back, rows, "{name}");
     }
 }
+
+/// Nullability comes from the kept rows, also past the 64 columns whose NULLs the prepare
+/// step flags in a mask.
+#[test]
+fn nullability_of_wide_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let width = 70;
+    let header: Vec<String> = (1..=width).map(|i| format!("c{i}")).collect();
+    let full = vec!["1"; width];
+    let mut gaps = full.clone();
+    gaps[3] = "";
+    gaps[66] = "";
+    let body = format!(
+        "{}\n{}\n{}\n",
+        header.join(","),
+        full.join(","),
+        gaps.join(",")
+    );
+    let (r, rows) = run(
+        &[file(d.path(), "wide.csv", body.as_bytes())],
+        IngestOptions::default(),
+        d.path(),
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    let nullable: Vec<usize> = r
+        .schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.nullable)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(nullable, [3, 66]);
+}

@@ -81,8 +81,11 @@ impl Accept {
                 continue;
             }
             self.null_mask |= nulls;
-            if let Some(wide) = row.get(NULL_MASK_COLUMNS..) {
-                for (n, v) in self.nulls[NULL_MASK_COLUMNS..].iter_mut().zip(wide) {
+            if let (Some(nulls), Some(wide)) = (
+                self.nulls.get_mut(NULL_MASK_COLUMNS..),
+                row.get(NULL_MASK_COLUMNS..),
+            ) {
+                for (n, v) in nulls.iter_mut().zip(wide) {
                     *n |= v.is_null();
                 }
             }
