@@ -7,9 +7,11 @@
 //! on a dedicated thread keeps blocking calls off the async runtime, while the ingest
 //! pipeline parses the next batch on the other core.
 //!
-//! Batches go into transactions of at least [`COMMIT_ROWS`] rows, so a concurrent load into
-//! the same file gets the write lock in between. A batch is acknowledged once inserted (and
-//! committed, when its transaction is due); [`BulkWriter::commit`] commits the rest. The
+//! Batches go into transactions of up to about [`COMMIT_ROWS`] rows; a transaction also
+//! ends when no batch comes for [`IDLE_COMMIT`], so the write lock is held only while rows
+//! flow and a concurrent load into the same file gets it in between. A batch is
+//! acknowledged once inserted; a failed commit fails the next call or
+//! [`BulkWriter::commit`], which commits the rest. The
 //! staging table is never visible as a dataset until the load renames it, so these
 //! intermediate commits are not a partial dataset, and a load that stops part-way rolls
 //! back its open transaction when the thread closes its connection. The caller does not
@@ -197,16 +199,7 @@ fn insert_statement(staging: &str, schema: &Schema, numbered: bool, rows: usize)
 fn run(path: PathBuf, statements: Statements, inbox: mpsc::Receiver<Job>) {
     let mut conn = match open(&path) {
         Ok(c) => c,
-        Err(e) => {
-            // Answer every job with the reason, so no caller waits forever.
-            for job in inbox {
-                let reply = match job {
-                    Job::Rows(_, r) | Job::Commit(r) => r,
-                };
-                let _ = reply.send(Err(e.clone()));
-            }
-            return;
-        }
+        Err(e) => return answer_all(inbox, e),
     };
     let conn = &mut conn;
     let mut session = Session {
@@ -215,23 +208,45 @@ fn run(path: PathBuf, statements: Statements, inbox: mpsc::Receiver<Job>) {
         max_row: None,
         uncommitted: 0,
     };
-    for job in &inbox {
+    let mut next = inbox.recv().ok();
+    while let Some(job) = next.take() {
         match job {
             Job::Rows(rows, reply) => {
                 let result = session.write(&rows);
-                let failed = result.is_err();
                 // Release the rows before answering, so memory stays bounded.
                 drop(rows);
+                let failed = result.is_err();
                 let _ = reply.send(result);
                 if failed {
-                    break;
+                    return;
                 }
+                // Hold the write lock only while rows flow: when no batch comes for a
+                // moment, commit, so another connection (a concurrent load, or its
+                // rename) is not locked out while this load waits for more rows.
+                next = match inbox.recv_timeout(IDLE_COMMIT) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => match session.commit() {
+                        Ok(()) => inbox.recv().ok(),
+                        Err(e) => return answer_all(inbox, e),
+                    },
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                };
             }
             Job::Commit(reply) => {
                 let _ = reply.send(session.commit());
                 return;
             }
         }
+    }
+}
+
+/// Answers every job still to come with `error`, so no caller waits forever.
+fn answer_all(inbox: mpsc::Receiver<Job>, error: String) {
+    for job in inbox {
+        let reply = match job {
+            Job::Rows(_, r) | Job::Commit(r) => r,
+        };
+        let _ = reply.send(Err(error.clone()));
     }
 }
 
@@ -263,11 +278,15 @@ struct Session<'c> {
     uncommitted: usize,
 }
 
-/// Rows per transaction, at least: each commit creates, syncs and deletes the rollback
-/// journal and syncs the database, which at one commit per 10,000-row batch cost a tenth
-/// of the load's time. A concurrent load into the same file still gets the write lock
-/// within a fraction of a second.
+/// Rows per transaction while batches keep coming: each commit creates, syncs and deletes
+/// the rollback journal and syncs the database, which at one commit per 10,000-row batch
+/// cost a tenth of the load's time. A concurrent load into the same file still gets the
+/// write lock within a fraction of a second.
 const COMMIT_ROWS: usize = 100_000;
+
+/// How long the writer waits for the next batch before it commits and releases the lock:
+/// far longer than a busy pipeline takes per batch, short for another connection to wait.
+const IDLE_COMMIT: Duration = Duration::from_millis(50);
 
 impl Session<'_> {
     /// Inserts `rows`, inside the open transaction or a new one, and commits once the
