@@ -10,14 +10,13 @@
 //! Batches go into transactions of up to about [`COMMIT_ROWS`] rows; a transaction also
 //! ends when no batch comes for [`IDLE_COMMIT`], so the write lock is held only while rows
 //! flow and a concurrent load into the same file gets it in between. A batch is
-//! acknowledged once inserted; a failed commit fails the next call or
-//! [`BulkWriter::commit`], which commits the rest. The
-//! staging table is never visible as a dataset until the load renames it, so these
-//! intermediate commits are not a partial dataset, and a load that stops part-way rolls
-//! back its open transaction when the thread closes its connection. The caller does not
-//! wait for one batch before handing over the next (up to [`IN_FLIGHT`] batches are
-//! queued), so the thread never idles while the caller checks the next batch; an error is
-//! reported by the next call or by [`BulkWriter::commit`].
+//! acknowledged once inserted, and [`BulkWriter::commit`] commits the rest. The staging
+//! table is never visible as a dataset until the load renames it, so these intermediate
+//! commits are not a partial dataset, and a load that stops part-way rolls back its open
+//! transaction when the thread closes its connection. The caller does not wait for one
+//! batch before handing over the next (up to [`IN_FLIGHT`] batches are queued), so the
+//! thread never idles while the caller checks the next batch; an error (of an insert or a
+//! commit) is reported by the next call or by [`BulkWriter::commit`].
 //!
 //! Rows whose number follows the previous row's are inserted by a statement that leaves
 //! the rowid to SQLite, which appends without first searching the B-tree for the number:
