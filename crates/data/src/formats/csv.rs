@@ -11,15 +11,17 @@
 //! [`MAX_RECORD_BYTES`] or a quote left open at the end of the file is a reject, not an
 //! error.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use csv::{ByteRecord, StringRecord};
+use csv::ByteRecord;
 
 use super::{
-    read_full, truncate_raw, value_to_text, Fields, Item, Record, RecordReader, Reject, RowWriter,
-    Tally, TeeReader, MAX_RECORD_BYTES,
+    read_full, truncate_raw, value_to_text, Fields, Item, PackedBlock, PackedFields, Record,
+    RecordReader, Reject, RowWriter, Tally, TeeReader, MAX_RECORD_BYTES,
 };
 use crate::error::DataError;
 use crate::infer::classify;
@@ -50,6 +52,8 @@ pub struct CsvReader {
     columns: Vec<String>,
     current: ByteRecord,
     lookahead: ByteRecord,
+    /// Items read ahead, in order, whose records share one [`PackedBlock`].
+    ready: VecDeque<Item>,
     has_current: bool,
     started: bool,
     bom: u64,
@@ -211,6 +215,7 @@ impl CsvReader {
             columns,
             current: ByteRecord::new(),
             lookahead: ByteRecord::new(),
+            ready: VecDeque::new(),
             has_current: false,
             started: false,
             bom: bom as u64,
@@ -282,15 +287,56 @@ impl CsvReader {
         }
     }
 
-    fn convert(&self, rec: &ByteRecord, last: bool) -> Result<Item, DataError> {
+    /// Reads the next records (up to [`BLOCK_RECORDS`], or [`BLOCK_BYTES`] of text) into
+    /// [`CsvReader::ready`], their fields in one new block.
+    fn read_block(&mut self) -> Result<(), DataError> {
+        let mut block = BlockBuilder::default();
+        let mut read = Vec::new();
+        while read.len() < BLOCK_RECORDS && block.text.len() < BLOCK_BYTES {
+            if !self.started {
+                self.started = true;
+                self.has_current = self.read_into_lookahead()?;
+                std::mem::swap(&mut self.current, &mut self.lookahead);
+            }
+            if !self.has_current {
+                break;
+            }
+            let more = self.read_into_lookahead()?;
+            read.push(self.convert(&self.current, !more, &mut block)?);
+            std::mem::swap(&mut self.current, &mut self.lookahead);
+            self.has_current = more;
+        }
+        let text = String::from_utf8(block.text).map_err(|_| {
+            DataError::Format(format!(
+                "{}: a record's text changed after its UTF-8 check",
+                self.path.display()
+            ))
+        })?;
+        let block = Arc::new(PackedBlock::new(text, block.ends));
+        self.ready.extend(read.into_iter().map(|item| match item {
+            Scanned::Item(item) => item,
+            Scanned::Packed {
+                number,
+                first,
+                len,
+            } => Item::Record(Record {
+                number,
+                fields: Fields::Packed(PackedFields::new(Arc::clone(&block), first, len)),
+                raw: None,
+            }),
+        }));
+        Ok(())
+    }
+
+    fn convert(&self, rec: &ByteRecord, last: bool, block: &mut BlockBuilder) -> Result<Scanned, DataError> {
         let line = rec.position().map_or(0, |p| p.line());
         let reject = |kind: &str, reason: String| {
-            Ok(Item::Reject(Reject {
+            Ok(Scanned::Item(Item::Reject(Reject {
                 number: line,
                 kind: kind.to_string(),
                 reason,
                 raw: self.raw(rec),
-            }))
+            })))
         };
         if rec.as_slice().len() > MAX_RECORD_BYTES {
             return reject(
@@ -321,32 +367,33 @@ impl CsvReader {
                 ),
             );
         }
-        // A fresh record of exactly this size (the reader's buffer keeps the capacity of
-        // the longest record read so far), validated as UTF-8 at once: csv checks the whole
-        // record for ASCII before it looks field by field.
-        let mut exact = ByteRecord::with_capacity(rec.as_slice().len(), rec.len());
-        for f in rec {
-            exact.push_field(f);
-        }
-        let fields = match StringRecord::from_byte_record(exact) {
-            Ok(fields) => fields,
-            Err(e) => {
-                let e = e.utf8_error();
-                return reject(
-                    "invalid UTF-8",
-                    format!(
-                        "line {line}, field {}: invalid UTF-8 at byte {}",
-                        e.field() + 1,
-                        e.valid_up_to()
-                    ),
-                );
+        // Fields of an ASCII record are valid as they are; others are checked one by one,
+        // as a character split over two fields is valid in neither.
+        if !rec.as_slice().is_ascii() {
+            for (i, field) in rec.iter().enumerate() {
+                if let Err(e) = std::str::from_utf8(field) {
+                    return reject(
+                        "invalid UTF-8",
+                        format!(
+                            "line {line}, field {}: invalid UTF-8 at byte {}",
+                            i + 1,
+                            e.valid_up_to()
+                        ),
+                    );
+                }
             }
-        };
-        Ok(Item::Record(Record {
-            number: line,
-            fields: Fields::Packed(fields),
-            raw: None,
-        }))
+        }
+        match block.push(rec) {
+            Some(first) => Ok(Scanned::Packed {
+                number: line,
+                first,
+                len: rec.len() as u32,
+            }),
+            None => reject(
+                "record too large",
+                format!("line {line}: record of {} bytes does not fit a block", rec.as_slice().len()),
+            ),
+        }
     }
 }
 
@@ -356,23 +403,51 @@ impl RecordReader for CsvReader {
     }
 
     fn next_item(&mut self) -> Result<Option<Item>, DataError> {
-        if !self.started {
-            self.started = true;
-            self.has_current = self.read_into_lookahead()?;
-            std::mem::swap(&mut self.current, &mut self.lookahead);
+        if self.ready.is_empty() {
+            self.read_block()?;
         }
-        if !self.has_current {
-            return Ok(None);
-        }
-        let more = self.read_into_lookahead()?;
-        let item = self.convert(&self.current, !more)?;
-        std::mem::swap(&mut self.current, &mut self.lookahead);
-        self.has_current = more;
-        Ok(Some(item))
+        Ok(self.ready.pop_front())
     }
 
     fn bytes_read(&self) -> u64 {
         self.tally.bytes()
+    }
+}
+
+/// Records read into one block at most, and text after which a block is closed: a few
+/// blocks per pipeline chunk, so that a block is freed soon after its records are used.
+const BLOCK_RECORDS: usize = 1024;
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// A record as read: an item already (a reject), or fields in the block being built.
+enum Scanned {
+    Item(Item),
+    Packed { number: u64, first: u32, len: u32 },
+}
+
+/// The fields of the records of one block, as they are read (checked UTF-8).
+#[derive(Default)]
+struct BlockBuilder {
+    text: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl BlockBuilder {
+    /// Appends `rec`'s fields; returns the index of the first, or `None` (appending
+    /// nothing) if the block cannot address that much text.
+    fn push(&mut self, rec: &ByteRecord) -> Option<u32> {
+        let first = u32::try_from(self.ends.len()).ok()?;
+        let base = u32::try_from(self.text.len()).ok()?;
+        // The fields are `as_slice()`, one after the other: every end below is at most this.
+        let total = u32::try_from(rec.as_slice().len()).ok()?;
+        base.checked_add(total)?;
+        self.text.extend_from_slice(rec.as_slice());
+        let mut end = base;
+        for field in rec {
+            end += field.len() as u32;
+            self.ends.push(end);
+        }
+        Some(first)
     }
 }
 

@@ -102,11 +102,86 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
 pub enum Fields {
     /// In column order (Parquet, and records the sample pass has cleaned).
     Positional(Vec<Option<String>>),
-    /// In column order, every field text in one buffer (CSV): one allocation per record
-    /// instead of one per field. No field is null here; null tokens are the recipe's.
-    Packed(::csv::StringRecord),
+    /// In column order, in a text block shared with the records read around it (CSV):
+    /// no allocation per record or field, and the records the pipeline's workers read next
+    /// lie next to each other in memory. No field is null here; null tokens are the
+    /// recipe's.
+    Packed(PackedFields),
     /// Key/value pairs in document order (JSON, NDJSON).
     Named(Vec<(String, Option<String>)>),
+}
+
+/// The fields of consecutive records, one text after the other.
+#[derive(Debug, Default)]
+pub struct PackedBlock {
+    text: String,
+    /// `ends[k]`: where field `k` of the block ends in `text` (it starts where field
+    /// `k - 1` ends).
+    ends: Vec<u32>,
+}
+
+impl PackedBlock {
+    /// A block of fields: field `k` is `text[ends[k - 1]..ends[k]]` (from 0 for the first).
+    pub fn new(text: String, ends: Vec<u32>) -> Self {
+        Self { text, ends }
+    }
+
+    fn field(&self, k: usize) -> Option<&str> {
+        let end = *self.ends.get(k)? as usize;
+        let start = match k.checked_sub(1) {
+            Some(before) => *self.ends.get(before)? as usize,
+            None => 0,
+        };
+        self.text.get(start..end)
+    }
+}
+
+/// One record's fields in a shared [`PackedBlock`].
+#[derive(Clone)]
+pub struct PackedFields {
+    block: Arc<PackedBlock>,
+    first: u32,
+    len: u32,
+}
+
+/// Only the record's own fields, not the whole block.
+impl std::fmt::Debug for PackedFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for PackedFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl PackedFields {
+    /// The `len` fields from field `first` of `block`.
+    pub fn new(block: Arc<PackedBlock>, first: u32, len: u32) -> Self {
+        Self { block, first, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Field `i` of the record.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        if i >= self.len() {
+            return None;
+        }
+        self.block.field(self.first as usize + i)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
 }
 
 /// One record read from an input.

@@ -312,12 +312,16 @@ impl Ingest {
             batch: Vec::with_capacity(BATCH_ROWS),
         };
         let prepare = |chunk: Vec<(usize, Item, bool)>| {
-            chunk
-                .into_par_iter()
+            let prepared = chunk
+                .par_iter()
                 .map_init(stage::Scratch::default, |scratch, (src, item, cleaned)| {
-                    (src, stage::prepare(&steps, scratch, item, cleaned))
+                    (*src, stage::prepare(&steps, scratch, item, *cleaned))
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            // Dropped here, on one thread: the records of a chunk share a few text blocks,
+            // whose counts the workers would otherwise contend for.
+            drop(chunk);
+            prepared
         };
         let (mut inputs, accept) =
             run_stages(inputs, buffer, &prepare, accept, &mut *sink, &mut *progress)?;
@@ -414,6 +418,7 @@ fn run_stages(
                         }
                     }
                 }
+                crate::exp::thread_cpu("read");
                 inputs
             })
             .map_err(|e| not_started("read", e))?;
@@ -423,6 +428,7 @@ fn run_stages(
                     accept.chunk(prepared, bytes, &mut *sink, &mut *progress)?;
                 }
                 accept.flush(sink)?;
+                crate::exp::thread_cpu("accept");
                 Ok(accept)
             })
             .map_err(|e| not_started("accept", e))?;

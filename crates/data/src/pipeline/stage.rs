@@ -59,16 +59,16 @@ pub(super) struct Scratch {
 pub(super) fn prepare(
     steps: &Steps<'_>,
     scratch: &mut Scratch,
-    item: Item,
+    item: &Item,
     cleaned: bool,
 ) -> Prepared {
     let record = match item {
         Item::Reject(r) => {
             return Prepared::Reject {
                 number: r.number,
-                kind: r.kind,
-                reason: r.reason,
-                raw: r.raw,
+                kind: r.kind.clone(),
+                reason: r.reason.clone(),
+                raw: r.raw.clone(),
             }
         }
         Item::Record(r) => r,
@@ -117,7 +117,7 @@ pub(super) fn prepare(
 /// Cleans, types and filters one record.
 fn typed_row(
     steps: &Steps<'_>,
-    record: Record,
+    record: &Record,
     cleaned: bool,
 ) -> Result<Row, (RowReject, u64, String)> {
     let number = record.number;
@@ -131,14 +131,14 @@ fn typed_row(
             } else {
                 typed_and_filtered(steps, steps.cleaner.clean_iter(|i| packed.get(i)))
             };
-            return row.map_err(|r| fail(r, &record));
+            return row.map_err(|r| fail(r, record));
         }
         Fields::Named(p) => match position_named(p.clone(), steps.named_index) {
             Ok(f) => {
                 positioned = f;
                 &positioned
             }
-            Err(rej) => return Err(fail(rej, &record)),
+            Err(rej) => return Err(fail(rej, record)),
         },
     };
     let cleaned_fields = if cleaned {
@@ -149,7 +149,7 @@ fn typed_row(
     } else {
         steps.cleaner.clean_fields(fields)
     };
-    typed_and_filtered(steps, cleaned_fields).map_err(|r| fail(r, &record))
+    typed_and_filtered(steps, cleaned_fields).map_err(|r| fail(r, record))
 }
 
 /// Types cleaned fields into a row and applies the recipe's filters.

@@ -64,7 +64,10 @@ impl BulkWriter {
         let (jobs, inbox) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         let thread = std::thread::Builder::new()
             .name("consort-sqlite-writer".into())
-            .spawn(move || run(path, statements, inbox))
+            .spawn(move || {
+                run(path, statements, inbox);
+                crate::exp::thread_cpu("writer");
+            })
             .ok();
         Self {
             jobs: Some(jobs),
@@ -318,7 +321,8 @@ impl Session<'_> {
                 if let Some(stmt) = following_run.as_mut().filter(|_| follows) {
                     if let Some(block) = consecutive_run(rows, at, run) {
                         let mut first = 1;
-                        for (_, row) in block {
+                        for (i, (_, row)) in block.iter().enumerate() {
+                            prefetch_ahead(rows, at + i);
                             bind_row(stmt, first, row, &mut text)?;
                             first += row.len();
                         }
@@ -336,6 +340,7 @@ impl Session<'_> {
                         .map_err(|e| e.to_string())?;
                     (&mut numbered, 2)
                 };
+                prefetch_ahead(rows, at);
                 bind_row(stmt, first, row, &mut text)?;
                 stmt.raw_execute().map_err(|e| format!("row {n}: {e}"))?;
                 max_row = Some(max_row.map_or(n, |m| m.max(n)));
@@ -371,6 +376,45 @@ fn consecutive_run(rows: &[(u64, Row)], at: usize, len: usize) -> Option<&[(u64,
         .zip(first..)
         .all(|((n, _), expected)| *n == expected)
         .then_some(block)
+}
+
+/// Rows ahead of the one being bound whose values are fetched into the cache, and rows
+/// ahead whose texts are: far enough for a fetch from memory to arrive in time, near enough
+/// that what was fetched is still in the cache.
+const PREFETCH_VALUES: usize = 16;
+const PREFETCH_TEXTS: usize = 8;
+
+/// Starts loading the rows the writer will soon bind. They were built on other cores a
+/// few batches ago and are rarely still in this core's cache; without this, the writer
+/// waited on memory for each row's values and then again for each of its texts.
+fn prefetch_ahead(rows: &[(u64, Row)], at: usize) {
+    if let Some((_, row)) = rows.get(at + PREFETCH_VALUES) {
+        let values = row.as_ptr().cast::<u8>();
+        let bytes = std::mem::size_of_val(row.as_slice());
+        for offset in (0..bytes).step_by(64) {
+            prefetch(values.wrapping_add(offset));
+        }
+    }
+    if let Some((_, row)) = rows.get(at + PREFETCH_TEXTS) {
+        for value in row {
+            if let Value::Text(s) = value {
+                prefetch(s.as_ptr());
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it reads nothing the program sees
+    // and never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 /// Binds `row`'s values to parameters `first..`.
