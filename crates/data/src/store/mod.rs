@@ -79,7 +79,9 @@ mod postgres;
 mod rules;
 mod sql;
 mod sqlite;
+mod sqlite_insert;
 mod sqlite_load;
+mod sqlite_text;
 mod sqlite_writer;
 
 pub mod conformance;

@@ -37,14 +37,18 @@ pub(super) const DIALECT: Dialect = Dialect {
     table_options: "",
 };
 
+/// Column type names. Dates and timestamps are declared with TEXT affinity (SQLite takes
+/// the affinity from the words of the name): with the NUMERIC affinity of a bare `DATE`,
+/// SQLite tried to read every stored date as a number first. Both compare and sort the
+/// stored text the same way, also against bound text.
 fn type_name(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Integer => "BIGINT",
         ColumnType::Float => "DOUBLE PRECISION",
         ColumnType::Boolean => "BOOLEAN",
         ColumnType::Text => "TEXT",
-        ColumnType::Date => "DATE",
-        ColumnType::Timestamp => "TIMESTAMP",
+        ColumnType::Date => "DATE TEXT",
+        ColumnType::Timestamp => "TIMESTAMP TEXT",
     }
 }
 

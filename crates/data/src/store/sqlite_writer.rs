@@ -30,11 +30,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use rusqlite::types::Null;
 use rusqlite::{Connection, OpenFlags};
 
 use super::rules::{quote_double, ROW_COLUMN};
+use super::sqlite_insert::RawInsert;
 use crate::value::{Row, Schema, Value};
 
 /// Batches handed to the thread and not yet acknowledged, at most.
@@ -158,6 +157,8 @@ struct Statements {
     /// `None` for a dataset without columns (nothing to bind; rows go one by one).
     next_run: Option<String>,
     run: usize,
+    /// Values per row.
+    width: usize,
 }
 
 impl Statements {
@@ -169,6 +170,7 @@ impl Statements {
             next: insert_statement(staging, schema, false, 1),
             next_run: (width > 0).then(|| insert_statement(staging, schema, false, run)),
             run,
+            width,
         }
     }
 }
@@ -199,16 +201,13 @@ fn insert_statement(staging: &str, schema: &Schema, numbered: bool, rows: usize)
 }
 
 fn run(path: PathBuf, statements: Statements, inbox: mpsc::Receiver<Job>) {
-    let mut conn = match open(&path) {
+    let conn = match open(&path) {
         Ok(c) => c,
         Err(e) => return answer_all(inbox, e),
     };
-    let conn = &mut conn;
-    let mut session = Session {
-        conn,
-        statements: &statements,
-        max_row: None,
-        uncommitted: 0,
+    let mut session = match Session::new(&conn, &statements) {
+        Ok(s) => s,
+        Err(e) => return answer_all(inbox, e),
     };
     let mut next = inbox.recv().ok();
     while let Some(job) = next.take() {
@@ -272,8 +271,13 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
 }
 
 struct Session<'c> {
-    conn: &'c mut Connection,
-    statements: &'c Statements,
+    conn: &'c Connection,
+    /// One row, its number bound first.
+    numbered: RawInsert<'c>,
+    /// One row, numbered by SQLite.
+    following: RawInsert<'c>,
+    /// [`Statements::run`] rows, numbered by SQLite.
+    following_run: Option<RawInsert<'c>>,
     /// The largest row number written: SQLite numbers a row `max(rowid) + 1`.
     max_row: Option<i64>,
     /// Rows written in the open transaction.
@@ -290,7 +294,22 @@ const COMMIT_ROWS: usize = 100_000;
 /// far longer than a busy pipeline takes per batch, short for another connection to wait.
 const IDLE_COMMIT: Duration = Duration::from_millis(50);
 
-impl Session<'_> {
+impl<'c> Session<'c> {
+    fn new(conn: &'c Connection, statements: &Statements) -> Result<Self, String> {
+        let width = statements.width;
+        Ok(Self {
+            conn,
+            numbered: RawInsert::prepare(conn, &statements.numbered, 1, width, true)?,
+            following: RawInsert::prepare(conn, &statements.next, 1, width, false)?,
+            following_run: match &statements.next_run {
+                Some(sql) => Some(RawInsert::prepare(conn, sql, statements.run, width, false)?),
+                None => None,
+            },
+            max_row: None,
+            uncommitted: 0,
+        })
+    }
+
     /// Inserts `rows`, inside the open transaction or a new one, and commits once the
     /// transaction holds [`COMMIT_ROWS`] rows.
     fn write(&mut self, rows: &[(u64, Row)]) -> Result<(), String> {
@@ -299,55 +318,32 @@ impl Session<'_> {
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| e.to_string())?;
         }
-        let tx = &*self.conn;
-        let mut max_row = self.max_row;
-        {
-            let mut numbered = tx
-                .prepare_cached(&self.statements.numbered)
-                .map_err(|e| e.to_string())?;
-            let mut following = tx
-                .prepare_cached(&self.statements.next)
-                .map_err(|e| e.to_string())?;
-            let mut following_run = match &self.statements.next_run {
-                Some(sql) => Some(tx.prepare_cached(sql).map_err(|e| e.to_string())?),
-                None => None,
-            };
-            let run = self.statements.run;
-            let mut text = TextBuffers::default();
-            let mut at = 0;
-            while let Some((n, row)) = rows.get(at) {
-                let n = i64::try_from(*n).map_err(|_| format!("row number {n} is too large"))?;
-                let follows = max_row.and_then(|m| m.checked_add(1)) == Some(n);
-                if let Some(stmt) = following_run.as_mut().filter(|_| follows) {
-                    if let Some(block) = consecutive_run(rows, at, run) {
-                        let mut first = 1;
-                        for (i, (_, row)) in block.iter().enumerate() {
-                            prefetch_ahead(rows, at + i);
-                            bind_row(stmt, first, row, &mut text)?;
-                            first += row.len();
-                        }
-                        stmt.raw_execute().map_err(|e| format!("rows {n}..: {e}"))?;
-                        max_row = Some(n + run as i64 - 1);
-                        at += run;
-                        continue;
-                    }
+        let mut at = 0;
+        while let Some((n, row)) = rows.get(at) {
+            let n = i64::try_from(*n).map_err(|_| format!("row number {n} is too large"))?;
+            let follows = self.max_row.and_then(|m| m.checked_add(1)) == Some(n);
+            if let Some(insert) = self.following_run.as_mut().filter(|_| follows) {
+                let run = insert.rows();
+                if let Some(block) = consecutive_run(rows, at, run) {
+                    prefetch_ahead(rows, at, run);
+                    insert
+                        .insert(None, block.iter().map(|(_, row)| row))
+                        .map_err(|e| format!("rows {n}..: {e}"))?;
+                    self.max_row = Some(n + run as i64 - 1);
+                    at += run;
+                    continue;
                 }
-                let (stmt, first) = if follows {
-                    (&mut following, 1)
-                } else {
-                    numbered
-                        .raw_bind_parameter(1, n)
-                        .map_err(|e| e.to_string())?;
-                    (&mut numbered, 2)
-                };
-                prefetch_ahead(rows, at);
-                bind_row(stmt, first, row, &mut text)?;
-                stmt.raw_execute().map_err(|e| format!("row {n}: {e}"))?;
-                max_row = Some(max_row.map_or(n, |m| m.max(n)));
-                at += 1;
             }
+            prefetch_ahead(rows, at, PREFETCH_SINGLE);
+            let result = if follows {
+                self.following.insert(None, std::iter::once(row))
+            } else {
+                self.numbered.insert(Some(n), std::iter::once(row))
+            };
+            result.map_err(|e| format!("row {n}: {e}"))?;
+            self.max_row = Some(self.max_row.map_or(n, |m| m.max(n)));
+            at += 1;
         }
-        self.max_row = max_row;
         self.uncommitted += rows.len();
         if self.uncommitted >= COMMIT_ROWS {
             self.commit()?;
@@ -378,24 +374,23 @@ fn consecutive_run(rows: &[(u64, Row)], at: usize, len: usize) -> Option<&[(u64,
         .then_some(block)
 }
 
-/// Rows ahead of the one being bound whose values are fetched into the cache, and rows
-/// ahead whose texts are: far enough for a fetch from memory to arrive in time, near enough
-/// that what was fetched is still in the cache.
-const PREFETCH_VALUES: usize = 16;
-const PREFETCH_TEXTS: usize = 8;
+/// Rows ahead fetched when rows go one at a time.
+const PREFETCH_SINGLE: usize = 8;
 
-/// Starts loading the rows the writer will soon bind. They were built on other cores a
-/// few batches ago and are rarely still in this core's cache; without this, the writer
-/// waited on memory for each row's values and then again for each of its texts.
-fn prefetch_ahead(rows: &[(u64, Row)], at: usize) {
-    if let Some((_, row)) = rows.get(at + PREFETCH_VALUES) {
+/// Starts loading the rows the writer binds next: the values of rows `at + 2 * ahead ..`
+/// and the texts of rows `at + ahead ..` (whose values the call before fetched). They
+/// were built on other cores a few batches ago and are rarely still in this core's cache;
+/// without this, the writer waited on memory for each row's values and then again for
+/// each of its texts.
+fn prefetch_ahead(rows: &[(u64, Row)], at: usize, ahead: usize) {
+    for (_, row) in rows.iter().skip(at + 2 * ahead).take(ahead) {
         let values = row.as_ptr().cast::<u8>();
         let bytes = std::mem::size_of_val(row.as_slice());
         for offset in (0..bytes).step_by(64) {
             prefetch(values.wrapping_add(offset));
         }
     }
-    if let Some((_, row)) = rows.get(at + PREFETCH_TEXTS) {
+    for (_, row) in rows.iter().skip(at + ahead).take(ahead) {
         for value in row {
             if let Value::Text(s) = value {
                 prefetch(s.as_ptr());
@@ -415,95 +410,4 @@ fn prefetch(address: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = address;
-}
-
-/// Binds `row`'s values to parameters `first..`.
-fn bind_row(
-    stmt: &mut rusqlite::Statement<'_>,
-    first: usize,
-    row: &Row,
-    text: &mut TextBuffers,
-) -> Result<(), String> {
-    for (i, v) in row.iter().enumerate() {
-        let at = i + first;
-        let bound = match v {
-            Value::Null => stmt.raw_bind_parameter(at, Null),
-            Value::Integer(x) => stmt.raw_bind_parameter(at, *x),
-            Value::Float(x) => stmt.raw_bind_parameter(at, *x),
-            Value::Boolean(b) => stmt.raw_bind_parameter(at, i64::from(*b)),
-            Value::Text(s) => stmt.raw_bind_parameter(at, s.as_str()),
-            Value::Date(d) => stmt.raw_bind_parameter(at, text.date(*d)),
-            Value::Timestamp(t) => stmt.raw_bind_parameter(at, text.timestamp(t)),
-        };
-        bound.map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Fixed-width date and timestamp text (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS.ffffffZ`),
-/// formatted without allocating, for years 1 to 9999 (the only ones the SQLite rules
-/// admit). Reading back parses the same forms.
-#[derive(Default)]
-struct TextBuffers {
-    date: [u8; 10],
-    timestamp: [u8; 27],
-}
-
-fn put_digits(out: &mut [u8], mut value: u32) {
-    for slot in out.iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-}
-
-fn put_date(out: &mut [u8], d: NaiveDate) {
-    put_digits(&mut out[0..4], d.year().clamp(0, 9999) as u32);
-    out[4] = b'-';
-    put_digits(&mut out[5..7], d.month());
-    out[7] = b'-';
-    put_digits(&mut out[8..10], d.day());
-}
-
-impl TextBuffers {
-    fn date(&mut self, d: NaiveDate) -> &str {
-        put_date(&mut self.date, d);
-        std::str::from_utf8(&self.date).unwrap_or_default()
-    }
-
-    fn timestamp(&mut self, t: &DateTime<Utc>) -> &str {
-        let out = &mut self.timestamp;
-        put_date(&mut out[0..10], t.date_naive());
-        let time = t.time();
-        out[10] = b'T';
-        put_digits(&mut out[11..13], time.hour());
-        out[13] = b':';
-        put_digits(&mut out[14..16], time.minute());
-        out[16] = b':';
-        // chrono keeps a leap second as nanoseconds past 10^9 and prints it as second 60.
-        let leap = u32::from(time.nanosecond() >= 1_000_000_000);
-        put_digits(&mut out[17..19], time.second() + leap);
-        out[19] = b'.';
-        put_digits(&mut out[20..26], (time.nanosecond() % 1_000_000_000) / 1000);
-        out[26] = b'Z';
-        std::str::from_utf8(&self.timestamp[..]).unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixed_width_text_matches_the_store_forms() {
-        let mut buffers = TextBuffers::default();
-        for (y, m, d) in [(1, 1, 1), (999, 12, 31), (2024, 2, 29), (9999, 12, 31)] {
-            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
-            assert_eq!(buffers.date(date), date.format("%Y-%m-%d").to_string());
-            for (h, mi, s, micro) in [(0, 0, 0, 0), (23, 59, 59, 999_999), (7, 5, 3, 120)] {
-                let t = date.and_hms_micro_opt(h, mi, s, micro).unwrap().and_utc();
-                let reference = t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-                assert_eq!(buffers.timestamp(&t), reference);
-            }
-        }
-    }
 }
