@@ -315,11 +315,7 @@ impl CsvReader {
         let block = Arc::new(PackedBlock::new(text, block.ends));
         self.ready.extend(read.into_iter().map(|item| match item {
             Scanned::Item(item) => item,
-            Scanned::Packed {
-                number,
-                first,
-                len,
-            } => Item::Record(Record {
+            Scanned::Packed { number, first, len } => Item::Record(Record {
                 number,
                 fields: Fields::Packed(PackedFields::new(Arc::clone(&block), first, len)),
                 raw: None,
@@ -328,7 +324,12 @@ impl CsvReader {
         Ok(())
     }
 
-    fn convert(&self, rec: &ByteRecord, last: bool, block: &mut BlockBuilder) -> Result<Scanned, DataError> {
+    fn convert(
+        &self,
+        rec: &ByteRecord,
+        last: bool,
+        block: &mut BlockBuilder,
+    ) -> Result<Scanned, DataError> {
         let line = rec.position().map_or(0, |p| p.line());
         let reject = |kind: &str, reason: String| {
             Ok(Scanned::Item(Item::Reject(Reject {
@@ -391,7 +392,10 @@ impl CsvReader {
             }),
             None => reject(
                 "record too large",
-                format!("line {line}: record of {} bytes does not fit a block", rec.as_slice().len()),
+                format!(
+                    "line {line}: record of {} bytes does not fit a block",
+                    rec.as_slice().len()
+                ),
             ),
         }
     }
@@ -555,6 +559,102 @@ mod tests {
         // A literal quote inside an unquoted field is not an open quote.
         let (_, items) = read_all(b"a,b\n1,ab\"c\n");
         assert_eq!(rec(&items[0])[1].as_deref(), Some("ab\"c"));
+    }
+
+    /// What `items` should be: per record its line and its fields, or `None` for a reject.
+    fn assert_items(items: &[Item], expected: &[(u64, Option<Vec<String>>)]) {
+        assert_eq!(items.len(), expected.len());
+        for (item, (line, fields)) in items.iter().zip(expected) {
+            match (item, fields) {
+                (Item::Record(r), Some(fields)) => {
+                    assert_eq!(r.number, *line);
+                    let got: Vec<String> = rec(item).into_iter().flatten().collect();
+                    assert_eq!(&got, fields, "line {line}");
+                }
+                (Item::Reject(r), None) => assert_eq!(r.number, *line),
+                (other, _) => panic!("line {line}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn records_across_blocks_keep_their_order_fields_and_numbers() {
+        let mut body = String::from("a,b,c\n");
+        let mut expected = Vec::new();
+        let mut line = 2;
+        for i in 0..BLOCK_RECORDS * 2 + 37 {
+            match i % 97 {
+                0 => {
+                    body += &format!("{i},ragged\n");
+                    expected.push((line, None));
+                }
+                1 => {
+                    body += &format!("{i},\"multi\nline\",é{i}\n");
+                    let fields = vec![i.to_string(), "multi\nline".into(), format!("é{i}")];
+                    expected.push((line, Some(fields)));
+                    line += 1;
+                }
+                // Long fields: blocks also close on their text's size.
+                2..=20 => {
+                    let long = "x".repeat(5000 + i);
+                    body += &format!("{i},{long},\n");
+                    expected.push((line, Some(vec![i.to_string(), long, String::new()])));
+                }
+                _ => {
+                    body += &format!("{i},x{i},y\n");
+                    expected.push((line, Some(vec![i.to_string(), format!("x{i}"), "y".into()])));
+                }
+            }
+            line += 1;
+        }
+        let (_, items) = read_all(body.as_bytes());
+        assert_items(&items, &expected);
+    }
+
+    #[test]
+    fn a_character_split_over_two_fields_is_invalid() {
+        let (_, items) = read_all(b"a,b\n1,2\n\xC3,\xA9\n3,4\n");
+        assert_eq!(rec(&items[0]), [Some("1".into()), Some("2".into())]);
+        match &items[1] {
+            Item::Reject(r) => {
+                assert_eq!(r.kind, "invalid UTF-8");
+                assert!(
+                    r.reason
+                        .contains("line 3, field 1: invalid UTF-8 at byte 0"),
+                    "{}",
+                    r.reason
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rec(&items[2]), [Some("3".into()), Some("4".into())]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Whatever the fields (quotes, delimiters, newlines, non-ASCII, empty), the reader
+        /// gives back exactly what a CSV writer wrote, record by record.
+        #[test]
+        fn reads_back_what_a_writer_wrote(
+            records in proptest::collection::vec(
+                proptest::collection::vec("[a-c,\"\n é€]{0,6}", 3),
+                1..1500,
+            )
+        ) {
+            let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+            writer.write_record(["h1", "h2", "h3"]).unwrap();
+            for r in &records {
+                writer.write_record(r).unwrap();
+            }
+            let body = writer.into_inner().unwrap();
+            let (cols, items) = read_all(&body);
+            proptest::prop_assert_eq!(cols, ["h1", "h2", "h3"]);
+            let got: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| rec(i).into_iter().flatten().collect())
+                .collect();
+            proptest::prop_assert_eq!(got, records);
+        }
     }
 
     #[test]

@@ -202,3 +202,140 @@ unsafe fn last_error(db: *mut ffi::sqlite3) -> String {
     }
     CStr::from_ptr(message).to_string_lossy().into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn table() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (n INTEGER PRIMARY KEY, i BIGINT, f DOUBLE PRECISION, b BOOLEAN, \
+             s TEXT, d DATE TEXT, ts TIMESTAMP TEXT)",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn row(i: i64, s: &str) -> Row {
+        let day = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        vec![
+            Value::Integer(i),
+            Value::Float(i as f64 / 4.0),
+            Value::Boolean(i % 2 == 0),
+            Value::Text(s.into()),
+            Value::Date(day),
+            Value::Timestamp(day.and_hms_micro_opt(23, 59, 58, 7).unwrap().and_utc()),
+        ]
+    }
+
+    #[test]
+    fn inserts_every_type_and_reads_back_the_same() {
+        let conn = table();
+        let sql = "INSERT INTO t (i, f, b, s, d, ts) VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)";
+        let mut run = RawInsert::prepare(&conn, sql, 2, 6, false).unwrap();
+        let rows = [row(1, "één"), row(i64::MIN, "nul\0inside")];
+        run.insert(None, rows.iter()).unwrap();
+        let mut numbered = RawInsert::prepare(
+            &conn,
+            "INSERT INTO t (n, i, f, b, s, d, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            1,
+            6,
+            true,
+        )
+        .unwrap();
+        let mut nulls = row(3, "");
+        nulls[3] = Value::Null;
+        numbered.insert(Some(10), std::iter::once(&nulls)).unwrap();
+        drop((run, numbered));
+        let got: Vec<(i64, i64, f64, i64, Option<Vec<u8>>, String, String)> = conn
+            .prepare("SELECT n, i, f, b, CAST(s AS BLOB), d, ts FROM t ORDER BY n")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let ts = "2024-02-29T23:59:58.000007Z".to_string();
+        assert_eq!(
+            got,
+            [
+                (
+                    1,
+                    1,
+                    0.25,
+                    0,
+                    Some("één".as_bytes().to_vec()),
+                    "2024-02-29".into(),
+                    ts.clone()
+                ),
+                (
+                    2,
+                    i64::MIN,
+                    i64::MIN as f64 / 4.0,
+                    1,
+                    Some(b"nul\0inside".to_vec()),
+                    "2024-02-29".into(),
+                    ts.clone()
+                ),
+                (10, 3, 0.75, 0, None, "2024-02-29".into(), ts),
+            ]
+        );
+        let types: Vec<String> = conn
+            .prepare("SELECT typeof(d) || typeof(ts) FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(types.iter().all(|t| t == "texttext"), "{types:?}");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let conn = table();
+        let sql = "INSERT INTO t (n, i, f, b, s, d, ts) VALUES (?, ?, ?, ?, ?, ?, ?)";
+        let mut insert = RawInsert::prepare(&conn, sql, 1, 6, true).unwrap();
+        insert
+            .insert(Some(1), std::iter::once(&row(1, "a")))
+            .unwrap();
+        let duplicate = insert
+            .insert(Some(1), std::iter::once(&row(2, "b")))
+            .unwrap_err();
+        assert!(
+            duplicate.contains("UNIQUE constraint failed"),
+            "{duplicate}"
+        );
+        // The statement still works after a failure.
+        insert
+            .insert(Some(2), std::iter::once(&row(2, "b")))
+            .unwrap();
+        let short = insert
+            .insert(Some(3), std::iter::once(&row(3, "c")[..5].to_vec()))
+            .unwrap_err();
+        assert!(short.contains("5 values for 6"), "{short}");
+        let shape = insert
+            .insert(None, std::iter::once(&row(3, "c")))
+            .unwrap_err();
+        assert!(shape.contains("wrong shape"), "{shape}");
+        let wrong_count = RawInsert::prepare(&conn, sql, 2, 6, true).err().unwrap();
+        assert!(
+            wrong_count.contains("has 7 parameters, expected 13"),
+            "{wrong_count}"
+        );
+        let bad_sql = RawInsert::prepare(&conn, "INSERT INTO missing VALUES (?)", 1, 1, false)
+            .err()
+            .unwrap();
+        assert!(bad_sql.contains("no such table: missing"), "{bad_sql}");
+    }
+}
