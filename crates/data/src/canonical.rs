@@ -27,7 +27,7 @@
 //! per set bit of the row count (`O(log n)` memory), and gives exactly
 //! `merkle::root(&encodings)`.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use consort_crypto::merkle::{empty_root, leaf_hash, node_hash};
 use consort_crypto::Hash;
 
@@ -41,14 +41,14 @@ pub const TAG_TEXT: u8 = 4;
 pub const TAG_DATE: u8 = 5;
 pub const TAG_TIMESTAMP: u8 = 6;
 
-fn epoch_date() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
-}
+/// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// Days since 1970-01-01 of `date`.
 pub fn date_to_days(date: NaiveDate) -> i32 {
-    // The whole chrono date range (about ±262,000 years) fits in i32 days.
-    (date - epoch_date()).num_days() as i32
+    // The whole chrono date range (about ±262,000 years) fits in i32 days; counting from
+    // the common era is a field read where a date difference was a calculation.
+    date.num_days_from_ce() - EPOCH_DAYS_FROM_CE
 }
 
 /// Microseconds since the Unix epoch of `ts`.
@@ -182,6 +182,23 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use consort_crypto::merkle;
+
+    #[test]
+    fn days_count_from_the_unix_epoch() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let dates = [
+            NaiveDate::MIN,
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(1969, 12, 31).unwrap(),
+            epoch,
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap(),
+            NaiveDate::MAX,
+        ];
+        for d in dates {
+            assert_eq!(i64::from(date_to_days(d)), (d - epoch).num_days(), "{d}");
+        }
+        assert_eq!(date_to_days(epoch), 0);
+    }
 
     #[test]
     fn encodes_each_tag() {

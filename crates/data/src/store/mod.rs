@@ -76,6 +76,7 @@ mod memory;
 mod mysql;
 mod mysql_load;
 mod postgres;
+mod prefetch;
 mod rules;
 mod sql;
 mod sqlite;

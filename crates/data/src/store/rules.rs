@@ -80,6 +80,9 @@ fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN)
 }
 
+/// Rows [`Rules::check_rows`] prefetches at a time.
+const PREFETCH_ROWS: usize = 32;
+
 impl Rules {
     pub fn sqlite() -> Self {
         Self {
@@ -166,14 +169,18 @@ impl Rules {
         Ok(())
     }
 
-    /// Checks rows against the schema and the backend's value limits.
+    /// Checks rows against the schema and the backend's value limits (prefetching the
+    /// rows ahead, see [`super::prefetch`]).
     pub fn check_rows(
         &self,
         table: &str,
         schema: &Schema,
         rows: &[(u64, Row)],
     ) -> Result<(), StoreError> {
-        for (n, row) in rows {
+        for (i, (n, row)) in rows.iter().enumerate() {
+            if i % PREFETCH_ROWS == 0 {
+                super::prefetch::prefetch_rows(rows, i, PREFETCH_ROWS);
+            }
             if *n > i64::MAX as u64 {
                 return Err(StoreError::InvalidRow {
                     table: table.into(),

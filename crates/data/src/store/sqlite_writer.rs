@@ -32,9 +32,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::prefetch::prefetch_rows;
 use super::rules::{quote_double, ROW_COLUMN};
 use super::sqlite_insert::RawInsert;
-use crate::value::{Row, Schema, Value};
+use crate::value::{Row, Schema};
 
 /// Batches handed to the thread and not yet acknowledged, at most.
 const IN_FLIGHT: usize = 2;
@@ -325,7 +326,7 @@ impl<'c> Session<'c> {
             if let Some(insert) = self.following_run.as_mut().filter(|_| follows) {
                 let run = insert.rows();
                 if let Some(block) = consecutive_run(rows, at, run) {
-                    prefetch_ahead(rows, at, run);
+                    prefetch_rows(rows, at, run);
                     insert
                         .insert(None, block.iter().map(|(_, row)| row))
                         .map_err(|e| format!("rows {n}..: {e}"))?;
@@ -334,7 +335,7 @@ impl<'c> Session<'c> {
                     continue;
                 }
             }
-            prefetch_ahead(rows, at, PREFETCH_SINGLE);
+            prefetch_rows(rows, at, PREFETCH_SINGLE);
             let result = if follows {
                 self.following.insert(None, std::iter::once(row))
             } else {
@@ -376,38 +377,3 @@ fn consecutive_run(rows: &[(u64, Row)], at: usize, len: usize) -> Option<&[(u64,
 
 /// Rows ahead fetched when rows go one at a time.
 const PREFETCH_SINGLE: usize = 8;
-
-/// Starts loading the rows the writer binds next: the values of rows `at + 2 * ahead ..`
-/// and the texts of rows `at + ahead ..` (whose values the call before fetched). They
-/// were built on other cores a few batches ago and are rarely still in this core's cache;
-/// without this, the writer waited on memory for each row's values and then again for
-/// each of its texts.
-fn prefetch_ahead(rows: &[(u64, Row)], at: usize, ahead: usize) {
-    for (_, row) in rows.iter().skip(at + 2 * ahead).take(ahead) {
-        let values = row.as_ptr().cast::<u8>();
-        let bytes = std::mem::size_of_val(row.as_slice());
-        for offset in (0..bytes).step_by(64) {
-            prefetch(values.wrapping_add(offset));
-        }
-    }
-    for (_, row) in rows.iter().skip(at + ahead).take(ahead) {
-        for value in row {
-            if let Value::Text(s) = value {
-                prefetch(s.as_ptr());
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint to the cache: it reads nothing the program sees
-    // and never faults, whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
-}
