@@ -13,7 +13,7 @@ use crate::error::DataError;
 use crate::formats::value_to_text;
 use crate::infer::{finalize_names, parse_value, quote_short};
 use crate::recipe::{Case, Dedup, Mode, Normalization, Op, Pseudonymise, Recipe};
-use crate::value::{ColumnType, Row, Schema, Value};
+use crate::value::{ColumnType, Row, Schema, Text, Value};
 
 /// Why a row was not kept: a short `kind` (counted in the report) and the full `reason`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,7 +300,7 @@ impl Typer {
             let (ty, mode) = self.parse[i];
             if ty == ColumnType::Text {
                 // Text needs no parsing: move the (possibly borrowed) field in.
-                row.push(Value::Text(s.into()));
+                row.push(Value::Text(Text::from(s.as_ref())));
                 continue;
             }
             let s = s.as_ref();
@@ -327,7 +327,7 @@ impl Typer {
             };
             // Pseudonymised columns keep their (validated) text for filters and dedup.
             if self.pseudo[i].is_some() && !matches!(v, Value::Null | Value::Text(_)) {
-                row.push(Value::Text(s.to_string()));
+                row.push(Value::Text(s.into()));
             } else {
                 row.push(v);
             }
@@ -405,7 +405,7 @@ impl Typer {
         for (v, p) in row.iter_mut().zip(&self.pseudo) {
             if let Some(p) = p {
                 if let Some(s) = value_to_text(v) {
-                    *v = Value::Text(p.apply(&s, self.key.as_ref()));
+                    *v = Value::Text(p.apply(&s, self.key.as_ref()).into());
                 }
             }
         }

@@ -138,7 +138,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 /// Parses `s` as a value of `ty`, or says why it is not one.
 pub fn parse_value(s: &str, ty: ColumnType) -> Result<Value, String> {
     let v = match ty {
-        ColumnType::Text => return Ok(Value::Text(s.to_string())),
+        ColumnType::Text => return Ok(Value::Text(s.into())),
         ColumnType::Integer => parse_integer(s).map(Value::Integer),
         ColumnType::Float => parse_float(s).map(Value::Float),
         ColumnType::Boolean => parse_boolean(s).map(Value::Boolean),

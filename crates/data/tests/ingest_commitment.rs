@@ -14,7 +14,7 @@ fn value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::Integer),
         (-1e12f64..1e12).prop_map(Value::Float),
         any::<bool>().prop_map(Value::Boolean),
-        ".{0,12}".prop_map(Value::Text),
+        ".{0,40}".prop_map(|s: String| Value::Text(s.into())),
         (-100_000i32..100_000)
             .prop_map(|d| Value::Date(NaiveDate::from_num_days_from_ce_opt(d + 719_163).unwrap())),
         (-10_000_000_000_000i64..10_000_000_000_000)

@@ -46,7 +46,7 @@ fn value_of(ty: ColumnType) -> BoxedStrategy<Value> {
             .boxed(),
         ColumnType::Boolean => any::<bool>().prop_map(Value::Boolean).boxed(),
         ColumnType::Text => (0..TEXTS.len())
-            .prop_map(|k| Value::Text(TEXTS[k].to_string()))
+            .prop_map(|k| Value::Text(TEXTS[k].into()))
             .boxed(),
         _ => (0u32..5)
             .prop_map(|k| {

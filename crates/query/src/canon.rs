@@ -46,7 +46,7 @@ pub(crate) fn get_value(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
         1 => Value::Integer(r.u64()? as i64),
         2 => Value::Float(f64::from_bits(r.u64()?)),
         3 => Value::Boolean(r.bool()?),
-        4 => Value::Text(r.string()?),
+        4 => Value::Text(r.string()?.into()),
         5 => {
             let days = r.u64()? as i64;
             let d = i32::try_from(days)

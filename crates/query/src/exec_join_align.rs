@@ -29,7 +29,7 @@ pub(crate) fn psi_key(v: &Value) -> PsiKey {
         Value::Integer(i) => PsiKey::Int(*i),
         Value::Float(f) => PsiKey::Float(*f),
         Value::Boolean(b) => PsiKey::Bool(*b),
-        Value::Text(s) => PsiKey::Text(s.clone()),
+        Value::Text(s) => PsiKey::Text(s.to_string()),
         Value::Date(d) => {
             let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
             PsiKey::Date(i32::try_from((*d - epoch).num_days()).unwrap_or(i32::MAX))

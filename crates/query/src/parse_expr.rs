@@ -298,7 +298,7 @@ impl Ctx<'_> {
                 };
                 Ok(Predicate::Like {
                     column,
-                    pattern,
+                    pattern: pattern.into_string(),
                     negated: *negated,
                 })
             }
@@ -476,7 +476,7 @@ pub(crate) fn literal(e: &Expr, ty: ColumnType, column: &str) -> R<Value> {
     };
     let shown = format!("'{text}'");
     match ty {
-        ColumnType::Text => Ok(Value::Text(text)),
+        ColumnType::Text => Ok(Value::Text(text.into())),
         ColumnType::Date => NaiveDate::parse_from_str(&text, "%Y-%m-%d")
             .map(Value::Date)
             .map_err(|_| mismatch(&shown)),

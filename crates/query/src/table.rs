@@ -67,7 +67,7 @@ mod rows_serde {
             Value::Integer(i) => V::Integer(*i),
             Value::Float(f) => V::Float(*f),
             Value::Boolean(b) => V::Boolean(*b),
-            Value::Text(s) => V::Text(s.clone()),
+            Value::Text(s) => V::Text(s.to_string()),
             Value::Date(d) => V::Date(d.format("%Y-%m-%d").to_string()),
             Value::Timestamp(t) => V::Timestamp(t.to_rfc3339()),
         }
@@ -79,7 +79,7 @@ mod rows_serde {
             V::Integer(i) => Value::Integer(i),
             V::Float(f) => Value::Float(f),
             V::Boolean(b) => Value::Boolean(b),
-            V::Text(s) => Value::Text(s),
+            V::Text(s) => Value::Text(s.into()),
             V::Date(s) => Value::Date(
                 chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| e.to_string())?,
             ),

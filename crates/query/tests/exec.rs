@@ -185,7 +185,7 @@ fn sqlite_with(data: &[(MemberId, Vec<Row>)]) -> rusqlite::Connection {
                     Value::Null => rusqlite::types::Value::Null,
                     Value::Integer(i) => rusqlite::types::Value::Integer(*i),
                     Value::Float(f) => rusqlite::types::Value::Real(*f),
-                    Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    Value::Text(t) => rusqlite::types::Value::Text(t.to_string()),
                     other => panic!("{other:?}"),
                 })
                 .collect();

@@ -210,7 +210,7 @@ fn to_sqlite(v: &Value) -> rusqlite::types::Value {
         Value::Null => rusqlite::types::Value::Null,
         Value::Integer(i) => rusqlite::types::Value::Integer(*i),
         Value::Float(f) => rusqlite::types::Value::Real(*f),
-        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::Text(t) => rusqlite::types::Value::Text(t.to_string()),
         other => panic!("{other:?}"),
     }
 }

@@ -406,7 +406,7 @@ pub fn value_to_text(value: &Value) -> Option<String> {
         Value::Integer(v) => v.to_string(),
         Value::Float(v) => format!("{v:?}"),
         Value::Boolean(v) => v.to_string(),
-        Value::Text(s) => s.clone(),
+        Value::Text(s) => s.to_string(),
         Value::Date(d) => d.format("%Y-%m-%d").to_string(),
         Value::Timestamp(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
     })
@@ -420,7 +420,7 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
         Value::Float(v) => serde_json::Number::from_f64(*v)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Value::Boolean(v) => (*v).into(),
-        Value::Text(s) => s.clone().into(),
+        Value::Text(s) => s.as_str().into(),
         other => value_to_text(other).map_or(serde_json::Value::Null, Into::into),
     }
 }

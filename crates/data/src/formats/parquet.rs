@@ -287,7 +287,7 @@ impl ParquetWriter {
                 rows.iter()
                     .map(|r| match get(r) {
                         Value::Null => Ok(None),
-                        Value::Text(v) => Ok(Some(v)),
+                        Value::Text(v) => Ok(Some(v.into_string())),
                         v => Err(mismatch(&v)),
                     })
                     .collect::<Result<Vec<_>, _>>()?,

@@ -60,7 +60,10 @@ pub(super) fn simple_rows(range: std::ops::Range<u64>) -> Vec<(u64, Row)> {
         .map(|i| {
             (
                 i,
-                vec![Value::Integer(i as i64), Value::Text(format!("row {i}"))],
+                vec![
+                    Value::Integer(i as i64),
+                    Value::Text(format!("row {i}").into()),
+                ],
             )
         })
         .collect()

@@ -62,8 +62,8 @@ pub(super) async fn round_trip(store: &dyn DatasetStore, p: &str) {
         "NULL",
     ]
     .into_iter()
-    .map(|s| Value::Text(s.to_string()))
-    .chain([Value::Text("long ✓ ".repeat(20_000))])
+    .map(|s| Value::Text(s.into()))
+    .chain([Value::Text("long ✓ ".repeat(20_000).into())])
     .collect();
     let mut dates: Vec<Value> = vec![
         Value::Date(date(1970, 1, 1)),
@@ -94,13 +94,13 @@ pub(super) async fn round_trip(store: &dyn DatasetStore, p: &str) {
                 .map(|l| l.get(k).cloned().unwrap_or(Value::Null))
                 .collect();
             row.push(Value::Integer(k as i64));
-            row.push(Value::Text(format!("required {k}")));
+            row.push(Value::Text(format!("required {k}").into()));
             (k as u64 * 1000, row)
         })
         .collect();
     let mut nulls = vec![Value::Null; 6];
     nulls.push(Value::Integer(-7));
-    nulls.push(Value::Text(String::new()));
+    nulls.push(Value::Text(Default::default()));
     rows.push((i64::MAX as u64, nulls));
 
     let t = format!("{p}types");
@@ -228,7 +228,7 @@ pub(super) async fn odd_columns(store: &dyn DatasetStore, p: &str) {
     };
     let value = |ty: ColumnType, k: u64| match ty {
         ColumnType::Integer => Value::Integer(k as i64),
-        ColumnType::Text => Value::Text(format!("v{k}; DROP TABLE x;--")),
+        ColumnType::Text => Value::Text(format!("v{k}; DROP TABLE x;--").into()),
         ColumnType::Float => Value::Float(k as f64 / 3.0),
         ColumnType::Boolean => Value::Boolean(k.is_multiple_of(2)),
         ColumnType::Date => Value::Date(date(2001, 1, 1 + k as u32)),
@@ -279,7 +279,7 @@ pub(super) async fn bulk(store: &dyn DatasetStore, p: &str) {
                 if i.is_multiple_of(17) {
                     Value::Null
                 } else {
-                    Value::Text(format!("name-{i}-ünï"))
+                    Value::Text(format!("name-{i}-ünï").into())
                 },
                 Value::Boolean(i.is_multiple_of(3)),
                 Value::Date(date(2000, 1, 1) + chrono::Days::new(i % 3000)),

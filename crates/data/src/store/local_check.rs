@@ -202,7 +202,7 @@ impl Checker<'_> {
                         format!("column {column:?}: LIKE on a {} column", c.ty),
                     ));
                 }
-                self.literal(&c, &Value::Text(pattern.clone()))?;
+                self.literal(&c, &Value::Text(pattern.as_str().into()))?;
                 Pred::Like(c, pattern.clone(), *negated)
             }
             Predicate::IsNull { column, negated } => Pred::IsNull(self.col(column)?, *negated),

@@ -183,7 +183,7 @@ impl Renderer {
                 };
                 let _ = write!(self.sql, "({lhs} {not}LIKE ");
                 // Bound as text but not cast to binary: LIKE must match per character.
-                self.params.push(Value::Text(pattern));
+                self.params.push(Value::Text(pattern.into()));
                 match self.flavor {
                     Flavor::Postgres => {
                         let _ = write!(self.sql, "${}", self.params.len());

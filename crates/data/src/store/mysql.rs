@@ -206,7 +206,7 @@ fn decode_row(r: &MySqlRow, schema: &Schema) -> Result<(u64, Row), sqlx::Error> 
             // utf8mb4_bin columns carry the BINARY flag, which sqlx's String check refuses.
             ColumnType::Text => r
                 .try_get_unchecked::<Option<String>, _>(i)?
-                .map(Value::Text),
+                .map(|s| Value::Text(s.into())),
             ColumnType::Date => r.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
             ColumnType::Timestamp => r
                 .try_get::<Option<NaiveDateTime>, _>(i)?
@@ -240,7 +240,7 @@ fn decode_out(r: &MySqlRow, i: usize, out: Out) -> Result<Value, sqlx::Error> {
             .map(|b| Value::Boolean(b != 0)),
         ColumnType::Text => r
             .try_get_unchecked::<Option<String>, _>(i)?
-            .map(Value::Text),
+            .map(|s| Value::Text(s.into())),
         ColumnType::Date => r
             .try_get_unchecked::<Option<NaiveDate>, _>(i)?
             .map(Value::Date),

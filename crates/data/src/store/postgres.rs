@@ -187,7 +187,9 @@ fn decode_value(r: &PgRow, i: usize, ty: ColumnType) -> Result<Value, sqlx::Erro
         ColumnType::Integer => r.try_get::<Option<i64>, _>(i)?.map(Value::Integer),
         ColumnType::Float => r.try_get::<Option<f64>, _>(i)?.map(Value::Float),
         ColumnType::Boolean => r.try_get::<Option<bool>, _>(i)?.map(Value::Boolean),
-        ColumnType::Text => r.try_get::<Option<String>, _>(i)?.map(Value::Text),
+        ColumnType::Text => r
+            .try_get::<Option<String>, _>(i)?
+            .map(|s| Value::Text(s.into())),
         ColumnType::Date => r.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
         ColumnType::Timestamp => r
             .try_get::<Option<DateTime<Utc>>, _>(i)?

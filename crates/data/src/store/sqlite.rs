@@ -273,7 +273,7 @@ fn decode_value(r: &SqliteRow, i: usize, ty: ColumnType) -> Result<Value, String
         ColumnType::Text => r
             .try_get_unchecked::<Option<String>, _>(i)
             .map_err(err)?
-            .map(Value::Text),
+            .map(|s| Value::Text(s.into())),
         ColumnType::Date => match r.try_get_unchecked::<Option<String>, _>(i).map_err(err)? {
             None => None,
             Some(s) => Some(Value::Date(

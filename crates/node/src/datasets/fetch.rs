@@ -54,7 +54,7 @@ impl From<&Value> for WireValue {
             Value::Integer(i) => WireValue::Integer(*i),
             Value::Float(f) => WireValue::Float(f.to_bits()),
             Value::Boolean(b) => WireValue::Boolean(*b),
-            Value::Text(s) => WireValue::Text(s.clone()),
+            Value::Text(s) => WireValue::Text(s.to_string()),
             Value::Date(d) => WireValue::Date(date_to_days(*d)),
             Value::Timestamp(t) => WireValue::Timestamp(timestamp_to_micros(*t)),
         }
@@ -68,7 +68,7 @@ impl WireValue {
             WireValue::Integer(i) => Value::Integer(*i),
             WireValue::Float(bits) => Value::Float(f64::from_bits(*bits)),
             WireValue::Boolean(b) => Value::Boolean(*b),
-            WireValue::Text(s) => Value::Text(s.clone()),
+            WireValue::Text(s) => Value::Text(s.as_str().into()),
             WireValue::Date(days) => {
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
                 Value::Date(

@@ -128,7 +128,7 @@ pub async fn verify(dir: &MemberDir, name: &str) -> Result<VerifyOutcome, NodeEr
                     file_store.verify(hash)?,
                     consort_data::files::BlobCheck::Intact
                 ) {
-                    bad_files.push(name.clone());
+                    bad_files.push(name.to_string());
                 }
             }
             let leaves: Vec<Vec<u8>> = entries

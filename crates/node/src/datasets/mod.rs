@@ -476,18 +476,18 @@ fn files_schema() -> Schema {
 fn file_row(entry: &FileEntry) -> Row {
     let metadata = json!({ "image": entry.image, "audio": entry.audio, "text": entry.text, "original_size": entry.original_size });
     vec![
-        Value::Text(entry.name.clone()),
+        Value::Text(entry.name.as_str().into()),
         Value::Integer(i64::try_from(entry.size).unwrap_or(i64::MAX)),
-        Value::Text(entry.blake3.to_string()),
-        Value::Text(entry.media_type.clone()),
+        Value::Text(entry.blake3.to_string().into()),
+        Value::Text(entry.media_type.as_str().into()),
         Value::Text(
             serde_json::to_value(entry.kind)
                 .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
+                .and_then(|v| v.as_str().map(Into::into))
                 .unwrap_or_default(),
         ),
-        Value::Text(entry.original_blake3.to_string()),
-        Value::Text(metadata.to_string()),
+        Value::Text(entry.original_blake3.to_string().into()),
+        Value::Text(metadata.to_string().into()),
     ]
 }
 

@@ -14,7 +14,7 @@ pub fn value_json(value: &Value) -> Json {
         Value::Integer(i) => json!(i),
         Value::Float(f) => json!(f),
         Value::Boolean(b) => json!(b),
-        Value::Text(s) => json!(s),
+        Value::Text(s) => json!(s.as_str()),
         Value::Date(d) => json!(d.format("%Y-%m-%d").to_string()),
         Value::Timestamp(t) => json!(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
     }
