@@ -418,7 +418,6 @@ fn run_stages(
                         }
                     }
                 }
-                crate::exp::thread_cpu("read");
                 inputs
             })
             .map_err(|e| not_started("read", e))?;
@@ -428,7 +427,6 @@ fn run_stages(
                     accept.chunk(prepared, bytes, &mut *sink, &mut *progress)?;
                 }
                 accept.flush(sink)?;
-                crate::exp::thread_cpu("accept");
                 Ok(accept)
             })
             .map_err(|e| not_started("accept", e))?;

@@ -218,6 +218,9 @@ mod tests {
         conn
     }
 
+    /// A row as read back: n, i, f, b, s (as bytes), d, ts.
+    type StoredRow = (i64, i64, f64, i64, Option<Vec<u8>>, String, String);
+
     fn row(i: i64, s: &str) -> Row {
         let day = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         vec![
@@ -249,7 +252,7 @@ mod tests {
         nulls[3] = Value::Null;
         numbered.insert(Some(10), std::iter::once(&nulls)).unwrap();
         drop((run, numbered));
-        let got: Vec<(i64, i64, f64, i64, Option<Vec<u8>>, String, String)> = conn
+        let got: Vec<StoredRow> = conn
             .prepare("SELECT n, i, f, b, CAST(s AS BLOB), d, ts FROM t ORDER BY n")
             .unwrap()
             .query_map([], |r| {

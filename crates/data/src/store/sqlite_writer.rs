@@ -3,7 +3,9 @@
 //!
 //! sqlx suits the store's other queries, but a bulk load is bound by per-row overhead,
 //! and the fastest way to fill an SQLite table is the one its own `.import` uses: prepare
-//! `INSERT … VALUES (?, …)` once, bind and step each row, and commit rarely. Running that
+//! `INSERT … VALUES (?, …)` once, bind and step each row, and commit rarely. The binding
+//! goes through SQLite's C API without copying texts ([`super::sqlite_insert`]), and the
+//! rows about to be bound are prefetched ([`super::prefetch`]). Running that
 //! on a dedicated thread keeps blocking calls off the async runtime, while the ingest
 //! pipeline parses the next batch on the other core.
 //!
@@ -64,10 +66,7 @@ impl BulkWriter {
         let (jobs, inbox) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         let thread = std::thread::Builder::new()
             .name("consort-sqlite-writer".into())
-            .spawn(move || {
-                run(path, statements, inbox);
-                crate::exp::thread_cpu("writer");
-            })
+            .spawn(move || run(path, statements, inbox))
             .ok();
         Self {
             jobs: Some(jobs),
