@@ -289,7 +289,7 @@ impl Typer {
     /// Coerces cleaned fields to a typed row.
     pub fn to_row<S>(&self, fields: impl IntoIterator<Item = Option<S>>) -> Result<Row, RowReject>
     where
-        S: AsRef<str> + Into<String>,
+        S: AsRef<str>,
     {
         let mut row = Vec::with_capacity(self.parse.len());
         for (i, f) in fields.into_iter().enumerate() {
@@ -299,7 +299,7 @@ impl Typer {
             };
             let (ty, mode) = self.parse[i];
             if ty == ColumnType::Text {
-                // Text needs no parsing: move the (possibly borrowed) field in.
+                // Text needs no parsing: short text goes inline into the value.
                 row.push(Value::Text(Text::from(s.as_ref())));
                 continue;
             }
