@@ -49,13 +49,13 @@ pub fn parse_float(s: &str) -> Option<f64> {
 
 /// `true`/`false`/`yes`/`no`, any case.
 pub fn parse_boolean(s: &str) -> Option<bool> {
-    if s.len() > 5 {
-        return None;
-    }
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "yes" => Some(true),
-        "false" | "no" => Some(false),
-        _ => None,
+    let is = |word: &str| s.eq_ignore_ascii_case(word);
+    if is("true") || is("yes") {
+        Some(true)
+    } else if is("false") || is("no") {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -314,6 +314,19 @@ mod tests {
                 .and_utc()
         };
         DateTime::from_timestamp_micros(ts.timestamp_micros())
+    }
+
+    proptest! {
+        /// The same words as a lowercase comparison, in any case, and nothing else.
+        #[test]
+        fn booleans_are_the_four_words_in_any_case(s in "(?i)(true|false|yes|no)|.{0,7}") {
+            let expected = match s.to_lowercase().as_str() {
+                "true" | "yes" => Some(true),
+                "false" | "no" => Some(false),
+                _ => None,
+            };
+            prop_assert_eq!(parse_boolean(&s), expected, "{}", s);
+        }
     }
 
     proptest! {

@@ -257,7 +257,9 @@ impl CsvReader {
             .map_err(|e| DataError::io(ctx(), e))?;
         let mut r = BufReader::new(f);
         let (mut in_quotes, mut field_start, mut after_quote) = (false, true, false);
-        let mut buf = [0u8; 1 << 16];
+        // On the heap: this runs once per file, and a 64 KiB array would sit in the frame
+        // of every `next_item` call that inlines it (and be probed page by page each time).
+        let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = r.read(&mut buf).map_err(|e| DataError::io(ctx(), e))?;
             if n == 0 {
