@@ -11,9 +11,9 @@ use unicode_normalization::UnicodeNormalization;
 use crate::canonical::encode_value;
 use crate::error::DataError;
 use crate::formats::value_to_text;
-use crate::infer::{finalize_names, parse_value, quote_short};
+use crate::infer::{finalize_names, parse_value, push_parsed, quote_short};
 use crate::recipe::{Case, Dedup, Mode, Normalization, Op, Pseudonymise, Recipe};
-use crate::value::{ColumnType, Row, Schema, Text, Value};
+use crate::value::{ColumnType, Row, Schema, Value};
 
 /// Why a row was not kept: a short `kind` (counted in the report) and the full `reason`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,12 +298,12 @@ impl Typer {
                 continue;
             };
             let (ty, mode) = self.parse[i];
-            if ty == ColumnType::Text {
-                // Text needs no parsing: short text goes inline into the value.
-                row.push(Value::Text(Text::from(s.as_ref())));
+            let s = s.as_ref();
+            // Pseudonymised columns keep their text (below); every other valid field is
+            // parsed straight into the row.
+            if self.pseudo[i].is_none() && push_parsed(&mut row, s, ty) {
                 continue;
             }
-            let s = s.as_ref();
             let name = &self.schema.columns[i].name;
             let v = match parse_value(s, ty) {
                 Ok(Value::Float(x)) if !x.is_finite() => {

@@ -135,6 +135,39 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(ts.timestamp_micros())
 }
 
+/// Appends `s` parsed as a finite value of `ty` to `row`; false, leaving `row` alone, if
+/// it is not one ([`parse_value`] then says why). The same values as [`parse_value`],
+/// built in place: returning a value to move into the row made the processor wait for
+/// its own stores of it, a fifth of the typing time.
+pub fn push_parsed(row: &mut Vec<Value>, s: &str, ty: ColumnType) -> bool {
+    match ty {
+        ColumnType::Text => row.push(Value::Text(s.into())),
+        ColumnType::Integer => match parse_integer(s) {
+            Some(v) => row.push(Value::Integer(v)),
+            None => return false,
+        },
+        ColumnType::Float => match parse_float(s) {
+            Some(v) if v.is_finite() => row.push(Value::Float(v)),
+            _ => return false,
+        },
+        ColumnType::Boolean => match parse_boolean(s) {
+            Some(v) => row.push(Value::Boolean(v)),
+            None => return false,
+        },
+        ColumnType::Date => match parse_date(s) {
+            Some(v) => row.push(Value::Date(v)),
+            None => return false,
+        },
+        ColumnType::Timestamp => match parse_timestamp(s)
+            .or_else(|| parse_date(s).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
+        {
+            Some(v) => row.push(Value::Timestamp(v)),
+            None => return false,
+        },
+    }
+    true
+}
+
 /// Parses `s` as a value of `ty`, or says why it is not one.
 pub fn parse_value(s: &str, ty: ColumnType) -> Result<Value, String> {
     let v = match ty {
@@ -317,6 +350,31 @@ mod tests {
     }
 
     proptest! {
+        /// `push_parsed` appends exactly the finite values `parse_value` gives.
+        #[test]
+        fn push_parsed_agrees_with_parse_value(
+            s in "[-+]?[0-9]{0,4}(\\.[0-9]{0,3})?(e[0-9]{1,3})?|(?i)(true|no|inf|nan)|[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z?)?|.{0,12}",
+            ty in proptest::sample::select(vec![
+                ColumnType::Text, ColumnType::Integer, ColumnType::Float,
+                ColumnType::Boolean, ColumnType::Date, ColumnType::Timestamp,
+            ]),
+        ) {
+            let mut row = vec![Value::Null];
+            let pushed = push_parsed(&mut row, &s, ty);
+            let expected = match parse_value(&s, ty) {
+                Ok(Value::Float(f)) if !f.is_finite() => None,
+                Ok(v) => Some(v),
+                Err(_) => None,
+            };
+            match expected {
+                Some(v) => prop_assert_eq!(row, vec![Value::Null, v], "{}", s),
+                None => {
+                    prop_assert!(!pushed, "{}", s);
+                    prop_assert_eq!(row, vec![Value::Null], "{}", s);
+                }
+            }
+        }
+
         /// The same words as a lowercase comparison, in any case, and nothing else.
         #[test]
         fn booleans_are_the_four_words_in_any_case(s in "(?i)(true|false|yes|no)|.{0,7}") {
