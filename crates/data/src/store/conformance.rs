@@ -325,13 +325,17 @@ async fn atomic_failure(store: &dyn DatasetStore, p: &str) {
     assert_gone(store, &t, &staging).await;
 
     // The same past the point where a backend may have committed part of the load in
-    // the staging table (SQLite commits every 100,000 rows): nothing is left behind.
+    // the staging table (SQLite commits every 1,000,000 rows, and when no batch comes for
+    // 50 ms, which the pause forces): nothing is left behind.
     let mut l = store.begin_load(&t, &s).await.expect("begin_load");
     let staging = l.staging_table().to_string();
     for start in (0..120_000).step_by(10_000) {
         l.insert(simple_rows(start..start + 10_000))
             .await
             .expect("insert");
+        if start == 60_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
     let _ = l.insert(simple_rows(5..6)).await;
     assert!(

@@ -48,7 +48,7 @@
 //! [`DatasetStore::begin_load`] creates a staging table `_consort_staging_<random>_<table>`;
 //! each [`TableLoad::insert`] call is written by prepared multi-row `INSERT`s (respecting
 //! the backends' bind-parameter limits) in one transaction, or for SQLite in transactions
-//! of up to about 100,000 rows that span calls; [`TableLoad::commit`] renames the
+//! of up to about 1,000,000 rows that span calls; [`TableLoad::commit`] renames the
 //! staging table to its final name in one statement, failing with [`StoreError::Exists`] if
 //! the final table exists. Any failed insert removes the staging table at once, so a failed
 //! load leaves nothing behind; [`TableLoad::abort`] does the same, and dropping a load

@@ -66,7 +66,18 @@ pub(crate) struct BulkWriter {
 impl BulkWriter {
     /// Starts the writer thread for `staging` (which must exist) in the database at `path`.
     pub fn start(path: PathBuf, staging: &str, schema: &Schema) -> Self {
-        let statements = Statements::new(staging, schema);
+        Self::start_committing_every(path, staging, schema, COMMIT_ROWS)
+    }
+
+    /// [`BulkWriter::start`], committing every `commit_rows` rows.
+    fn start_committing_every(
+        path: PathBuf,
+        staging: &str,
+        schema: &Schema,
+        commit_rows: usize,
+    ) -> Self {
+        let mut statements = Statements::new(staging, schema);
+        statements.commit_rows = commit_rows.max(1);
         let (jobs, inbox) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         // Unbounded, but it holds at most the batches in flight: each `write` empties it.
         let (spent_tx, spent) = mpsc::channel();
@@ -167,6 +178,8 @@ struct Statements {
     /// `None` for a dataset without columns (nothing to bind; rows go one by one).
     next_run: Option<String>,
     run: usize,
+    /// Rows per transaction ([`COMMIT_ROWS`]).
+    commit_rows: usize,
     /// Values per row.
     width: usize,
 }
@@ -180,6 +193,7 @@ impl Statements {
             next: insert_statement(staging, schema, false, 1),
             next_run: (width > 0).then(|| insert_statement(staging, schema, false, run)),
             run,
+            commit_rows: COMMIT_ROWS,
             width,
         }
     }
@@ -277,9 +291,10 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
         .map_err(|e| e.to_string())?;
     // The journal mode is the pool's (a rollback journal, see `SqliteStore::open`); each
     // commit syncs, as anything less risks the whole file on power loss in that mode. An
-    // append touches only the B-tree's right edge and the pages of one transaction (about
-    // 10 MB per `COMMIT_ROWS` rows), so 16 MB of cache holds a transaction without spilling
-    // it (a spill syncs the journal); a larger cache was only fresh memory to fault in
+    // append touches only the B-tree's right edge and new pages, which need no journal:
+    // when 16 MB of cache fills, SQLite writes the new pages out (syncing the journal only
+    // at the first such spill of a transaction), so a transaction of `COMMIT_ROWS` rows
+    // (about 100 MB) needs no larger cache; a larger one was only fresh memory to fault in
     // (64 MB cost the writer about 15,000 page faults per load).
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;")
         .map_err(|e| e.to_string())?;
@@ -298,13 +313,15 @@ struct Session<'c> {
     max_row: Option<i64>,
     /// Rows written in the open transaction.
     uncommitted: usize,
+    commit_rows: usize,
 }
 
 /// Rows per transaction while batches keep coming: each commit creates, syncs and deletes
-/// the rollback journal and syncs the database, which at one commit per 10,000-row batch
-/// cost a tenth of the load's time. A concurrent load into the same file still gets the
-/// write lock within a fraction of a second.
-const COMMIT_ROWS: usize = 100_000;
+/// the rollback journal, syncs the directory and syncs the database, and the writer waits
+/// for all of it. At one commit per 10,000-row batch that cost a tenth of the load's time,
+/// and at one per 100,000 rows still about 0.3 s of waiting per ten million rows. A
+/// concurrent load into the same file gets the write lock within a second.
+const COMMIT_ROWS: usize = 1_000_000;
 
 /// How long the writer waits for the next batch before it commits and releases the lock:
 /// far longer than a busy pipeline takes per batch, short for another connection to wait.
@@ -323,6 +340,7 @@ impl<'c> Session<'c> {
             },
             max_row: None,
             uncommitted: 0,
+            commit_rows: statements.commit_rows,
         })
     }
 
@@ -361,7 +379,7 @@ impl<'c> Session<'c> {
             at += 1;
         }
         self.uncommitted += rows.len();
-        if self.uncommitted >= COMMIT_ROWS {
+        if self.uncommitted >= self.commit_rows {
             self.commit()?;
         }
         Ok(())
@@ -392,3 +410,90 @@ fn consecutive_run(rows: &[(u64, Row)], at: usize, len: usize) -> Option<&[(u64,
 
 /// Rows ahead fetched when rows go one at a time.
 const PREFETCH_SINGLE: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Column, ColumnType, Value};
+
+    fn table(dir: &std::path::Path) -> (PathBuf, Schema) {
+        let path = dir.join("load.sqlite");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(&format!(
+            "CREATE TABLE t ({} INTEGER PRIMARY KEY, x INTEGER)",
+            quote_double(ROW_COLUMN)
+        ))
+        .expect("create");
+        let schema = Schema {
+            columns: vec![Column {
+                name: "x".into(),
+                ty: ColumnType::Integer,
+                nullable: true,
+            }],
+        };
+        (path, schema)
+    }
+
+    fn rows(numbers: std::ops::Range<u64>) -> Vec<(u64, Row)> {
+        numbers
+            .map(|n| (n, vec![Value::Integer(n as i64 * 3)]))
+            .collect()
+    }
+
+    fn count_and_sum(path: &std::path::Path) -> (i64, i64) {
+        let conn = Connection::open(path).expect("open");
+        conn.query_row(
+            &format!(
+                "SELECT count(*), coalesce(sum(x - 3 * {}), 0) FROM t",
+                quote_double(ROW_COLUMN)
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count")
+    }
+
+    /// Rows spread over several transactions all arrive, each under its own number.
+    #[tokio::test]
+    async fn loads_across_several_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, schema) = table(dir.path());
+        let mut writer = BulkWriter::start_committing_every(path.clone(), "t", &schema, 25_000);
+        for start in (0..60_000).step_by(10_000) {
+            writer
+                .write(rows(start..start + 10_000))
+                .await
+                .expect("write");
+        }
+        writer.write(rows(60_000..60_007)).await.expect("write");
+        writer.commit().await.expect("commit");
+        assert_eq!(count_and_sum(&path), (60_007, 0));
+    }
+
+    /// A failure after some transactions were committed is reported, and the open
+    /// transaction is rolled back: the committed rows stay for the load to drop.
+    #[tokio::test]
+    async fn a_failure_after_commits_rolls_back_only_the_open_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, schema) = table(dir.path());
+        let mut writer = BulkWriter::start_committing_every(path.clone(), "t", &schema, 20_000);
+        for start in (0..40_000).step_by(10_000) {
+            writer
+                .write(rows(start..start + 10_000))
+                .await
+                .expect("write");
+        }
+        // One batch, so no idle commit can come between its good rows and the bad one.
+        let mut batch = rows(40_000..40_010);
+        batch.extend(rows(5..6));
+        let error = match writer.write(batch).await.err() {
+            Some(e) => e,
+            None => writer
+                .commit()
+                .await
+                .expect_err("a duplicate row number was accepted"),
+        };
+        assert!(error.contains("row 5"), "{error}");
+        assert_eq!(count_and_sum(&path), (40_000, 0));
+    }
+}
