@@ -135,6 +135,12 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(ts.timestamp_micros())
 }
 
+/// A timestamp, or a date as its midnight (UTC): what a timestamp column accepts.
+fn parse_timestamp_or_date(s: &str) -> Option<DateTime<Utc>> {
+    parse_timestamp(s)
+        .or_else(|| parse_date(s).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
+}
+
 /// Appends `s` parsed as a finite value of `ty` to `row`; false, leaving `row` alone, if
 /// it is not one ([`parse_value`] then says why). The same values as [`parse_value`],
 /// built in place: returning a value to move into the row made the processor wait for
@@ -158,9 +164,7 @@ pub fn push_parsed(row: &mut Vec<Value>, s: &str, ty: ColumnType) -> bool {
             Some(v) => row.push(Value::Date(v)),
             None => return false,
         },
-        ColumnType::Timestamp => match parse_timestamp(s)
-            .or_else(|| parse_date(s).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
-        {
+        ColumnType::Timestamp => match parse_timestamp_or_date(s) {
             Some(v) => row.push(Value::Timestamp(v)),
             None => return false,
         },
@@ -176,9 +180,7 @@ pub fn parse_value(s: &str, ty: ColumnType) -> Result<Value, String> {
         ColumnType::Float => parse_float(s).map(Value::Float),
         ColumnType::Boolean => parse_boolean(s).map(Value::Boolean),
         ColumnType::Date => parse_date(s).map(Value::Date),
-        ColumnType::Timestamp => parse_timestamp(s)
-            .or_else(|| parse_date(s).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
-            .map(Value::Timestamp),
+        ColumnType::Timestamp => parse_timestamp_or_date(s).map(Value::Timestamp),
     };
     v.ok_or_else(|| format!("{} is not a valid {ty}", quote_short(s)))
 }

@@ -76,14 +76,14 @@ impl BulkWriter {
         schema: &Schema,
         commit_rows: usize,
     ) -> Self {
-        let mut statements = Statements::new(staging, schema);
-        statements.commit_rows = commit_rows.max(1);
+        let statements = Statements::new(staging, schema);
+        let commit_rows = commit_rows.max(1);
         let (jobs, inbox) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         // Unbounded, but it holds at most the batches in flight: each `write` empties it.
         let (spent_tx, spent) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("consort-sqlite-writer".into())
-            .spawn(move || run(path, statements, inbox, spent_tx))
+            .spawn(move || run(path, statements, commit_rows, inbox, spent_tx))
             .ok();
         Self {
             jobs: Some(jobs),
@@ -96,9 +96,7 @@ impl BulkWriter {
     /// Queues `rows` to be written (see the module docs for transactions). Returns once at most
     /// [`IN_FLIGHT`] batches are unacknowledged, with the error of any batch that failed.
     pub async fn write(&mut self, rows: Vec<(u64, Row)>) -> Result<(), String> {
-        while let Ok(written) = self.spent.try_recv() {
-            drop(written);
-        }
+        self.spent.try_iter().for_each(drop);
         while let Some(done) = self.pending.front_mut().map(Reply::try_recv) {
             match done {
                 Ok(result) => {
@@ -178,8 +176,6 @@ struct Statements {
     /// `None` for a dataset without columns (nothing to bind; rows go one by one).
     next_run: Option<String>,
     run: usize,
-    /// Rows per transaction ([`COMMIT_ROWS`]).
-    commit_rows: usize,
     /// Values per row.
     width: usize,
 }
@@ -193,7 +189,6 @@ impl Statements {
             next: insert_statement(staging, schema, false, 1),
             next_run: (width > 0).then(|| insert_statement(staging, schema, false, run)),
             run,
-            commit_rows: COMMIT_ROWS,
             width,
         }
     }
@@ -227,6 +222,7 @@ fn insert_statement(staging: &str, schema: &Schema, numbered: bool, rows: usize)
 fn run(
     path: PathBuf,
     statements: Statements,
+    commit_rows: usize,
     inbox: mpsc::Receiver<Job>,
     spent: mpsc::Sender<Vec<(u64, Row)>>,
 ) {
@@ -234,7 +230,7 @@ fn run(
         Ok(c) => c,
         Err(e) => return answer_all(inbox, e),
     };
-    let mut session = match Session::new(&conn, &statements) {
+    let mut session = match Session::new(&conn, &statements, commit_rows) {
         Ok(s) => s,
         Err(e) => return answer_all(inbox, e),
     };
@@ -313,6 +309,7 @@ struct Session<'c> {
     max_row: Option<i64>,
     /// Rows written in the open transaction.
     uncommitted: usize,
+    /// Rows per transaction ([`COMMIT_ROWS`] outside tests).
     commit_rows: usize,
 }
 
@@ -328,7 +325,11 @@ const COMMIT_ROWS: usize = 1_000_000;
 const IDLE_COMMIT: Duration = Duration::from_millis(50);
 
 impl<'c> Session<'c> {
-    fn new(conn: &'c Connection, statements: &Statements) -> Result<Self, String> {
+    fn new(
+        conn: &'c Connection,
+        statements: &Statements,
+        commit_rows: usize,
+    ) -> Result<Self, String> {
         let width = statements.width;
         Ok(Self {
             conn,
@@ -340,7 +341,7 @@ impl<'c> Session<'c> {
             },
             max_row: None,
             uncommitted: 0,
-            commit_rows: statements.commit_rows,
+            commit_rows,
         })
     }
 
@@ -440,6 +441,25 @@ mod tests {
             .collect()
     }
 
+    /// A writer committing every `commit_rows` rows, after `batches` batches of 10,000
+    /// consecutive rows from 0.
+    async fn writer_after(
+        dir: &std::path::Path,
+        commit_rows: usize,
+        batches: u64,
+    ) -> (PathBuf, BulkWriter) {
+        let (path, schema) = table(dir);
+        let mut writer =
+            BulkWriter::start_committing_every(path.clone(), "t", &schema, commit_rows);
+        for start in (0..batches * 10_000).step_by(10_000) {
+            writer
+                .write(rows(start..start + 10_000))
+                .await
+                .expect("write");
+        }
+        (path, writer)
+    }
+
     fn count_and_sum(path: &std::path::Path) -> (i64, i64) {
         let conn = Connection::open(path).expect("open");
         conn.query_row(
@@ -457,14 +477,7 @@ mod tests {
     #[tokio::test]
     async fn loads_across_several_commits() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (path, schema) = table(dir.path());
-        let mut writer = BulkWriter::start_committing_every(path.clone(), "t", &schema, 25_000);
-        for start in (0..60_000).step_by(10_000) {
-            writer
-                .write(rows(start..start + 10_000))
-                .await
-                .expect("write");
-        }
+        let (path, mut writer) = writer_after(dir.path(), 25_000, 6).await;
         writer.write(rows(60_000..60_007)).await.expect("write");
         writer.commit().await.expect("commit");
         assert_eq!(count_and_sum(&path), (60_007, 0));
@@ -475,14 +488,7 @@ mod tests {
     #[tokio::test]
     async fn a_failure_after_commits_rolls_back_only_the_open_transaction() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (path, schema) = table(dir.path());
-        let mut writer = BulkWriter::start_committing_every(path.clone(), "t", &schema, 20_000);
-        for start in (0..40_000).step_by(10_000) {
-            writer
-                .write(rows(start..start + 10_000))
-                .await
-                .expect("write");
-        }
+        let (path, mut writer) = writer_after(dir.path(), 20_000, 4).await;
         // One batch, so no idle commit can come between its good rows and the bad one.
         let mut batch = rows(40_000..40_010);
         batch.extend(rows(5..6));
