@@ -90,6 +90,7 @@ impl LocalCluster {
             consortium: "demo".into(),
             created_ms: consort_node::sequencer::now_ms(),
             members: cards,
+            rules_version: consort_ledger::rules_limits::LATEST_RULES,
         };
         genesis.validate()?;
         let genesis_path = root.join("genesis.json");

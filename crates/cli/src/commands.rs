@@ -131,6 +131,7 @@ fn consortium_create(out: &Path, name: &str, cards: &[PathBuf]) -> Result<i32> {
         consortium: name.to_string(),
         created_ms: consort_node::sequencer::now_ms(),
         members,
+        rules_version: consort_ledger::rules_limits::LATEST_RULES,
     };
     genesis.validate()?;
     let chain_id = genesis.chain_id();

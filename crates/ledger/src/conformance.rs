@@ -35,6 +35,7 @@ pub fn sample_genesis(keys: &[SecretKey]) -> Genesis {
                 api_addr: format!("127.0.0.1:{}", 8000 + i),
             })
             .collect(),
+        rules_version: crate::rules_limits::LATEST_RULES,
     }
 }
 

@@ -21,6 +21,13 @@ impl Genesis {
         if self.members.is_empty() {
             return fail("a consortium needs at least one member".into());
         }
+        let latest = crate::rules_limits::LATEST_RULES;
+        if self.rules_version == 0 || self.rules_version > latest {
+            return fail(format!(
+                "rule version {} is unknown to this build (1 to {latest})",
+                self.rules_version
+            ));
+        }
         let mut keys = BTreeSet::new();
         let mut names = BTreeSet::new();
         for member in &self.members {

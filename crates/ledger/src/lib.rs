@@ -18,6 +18,8 @@ pub mod policy;
 mod policy_rules;
 pub mod proof;
 mod rules;
+pub mod rules_limits;
+pub mod sql_limits;
 pub mod state;
 pub mod store;
 pub mod tx;

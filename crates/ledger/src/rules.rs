@@ -27,6 +27,8 @@ pub(crate) struct BlockEffects<'s> {
     pub(crate) query_changes: BTreeMap<Hash, QueryEntry>,
     pub(crate) outcomes: Vec<TxOutcome>,
     pub(crate) ids_and_codes: Vec<(Hash, u8)>,
+    /// The rule version for the next transaction; a valid `RulesUpgrade` raises it.
+    pub(crate) rules_version: u32,
 }
 
 impl<'s> BlockEffects<'s> {
@@ -40,6 +42,7 @@ impl<'s> BlockEffects<'s> {
             query_changes: BTreeMap::new(),
             outcomes: Vec::with_capacity(capacity),
             ids_and_codes: Vec::with_capacity(capacity),
+            rules_version: base.rules_version,
         }
     }
 
@@ -102,6 +105,13 @@ impl<'s> BlockEffects<'s> {
                 InvalidCode::ReplayedNonce,
                 format!("nonce {} already used by {}", tx.nonce, tx.signer),
             );
+        }
+        // Rules added by a version judge only transactions recorded under it, so a block
+        // recorded under an older version keeps its outcomes (FORMAT.md §8.4).
+        if self.rules_version >= crate::rules_limits::RULES_V2 {
+            if let Err(outcome) = crate::rules_limits::check(&tx.payload) {
+                return outcome;
+            }
         }
         match &tx.payload {
             TxPayload::Genesis(_) => {
@@ -177,6 +187,23 @@ impl<'s> BlockEffects<'s> {
                 if let Err(outcome) = self.apply_query_result(enc, result, chain_id) {
                     return outcome;
                 }
+            }
+            TxPayload::RulesUpgrade { version } => {
+                if let Err(outcome) = self.check_majority(enc, chain_id) {
+                    return outcome;
+                }
+                if *version <= self.rules_version || *version > crate::rules_limits::LATEST_RULES
+                {
+                    return TxOutcome::invalid(
+                        InvalidCode::BadPayload,
+                        format!(
+                            "rule version {version} is not later than the current {} and at most {}",
+                            self.rules_version,
+                            crate::rules_limits::LATEST_RULES
+                        ),
+                    );
+                }
+                self.rules_version = *version;
             }
             TxPayload::DataTransfer(transfer) => {
                 if let Err(outcome) = self.check_data_transfer(enc, transfer) {

@@ -80,6 +80,8 @@ pub struct LedgerState {
     pub(crate) grants: BTreeMap<Hash, GrantEntry>,
     /// Every joint query ever requested, by query id.
     pub(crate) queries: BTreeMap<Hash, QueryEntry>,
+    /// The rule version that judges the next transaction (FORMAT.md §8.4).
+    pub(crate) rules_version: u32,
 }
 
 impl std::fmt::Debug for LedgerState {
@@ -95,6 +97,7 @@ impl std::fmt::Debug for LedgerState {
             .field("datasets", &self.datasets.len())
             .field("grants", &self.grants.len())
             .field("queries", &self.queries.len())
+            .field("rules_version", &self.rules_version)
             .finish()
     }
 }
@@ -133,6 +136,7 @@ impl LedgerState {
             datasets: BTreeMap::new(),
             grants: BTreeMap::new(),
             queries: BTreeMap::new(),
+            rules_version: genesis.rules_version,
         })
     }
 
@@ -181,6 +185,11 @@ impl LedgerState {
 
     pub fn height(&self) -> u64 {
         self.height
+    }
+
+    /// The rule version that judges the next transaction (FORMAT.md §8.4).
+    pub fn rules_version(&self) -> u32 {
+        self.rules_version
     }
 
     pub fn head_hash(&self) -> Hash {
@@ -271,7 +280,14 @@ impl LedgerState {
             .map(|(enc, signature_ok)| {
                 let mut effects = BlockEffects::new(self, 1);
                 match effects.process(enc, signature_ok, &self.chain_id) {
-                    TxOutcome::Valid => Ok(()),
+                    // An honest node takes in nothing the latest rules would refuse, even
+                    // while the chain still runs under older ones.
+                    TxOutcome::Valid => match crate::rules_limits::check(&enc.tx.payload) {
+                        Err(TxOutcome::Invalid { code, detail }) => {
+                            Err(LedgerError::Rejected(code, detail))
+                        }
+                        _ => Ok(()),
+                    },
                     TxOutcome::Invalid { code, detail } => Err(LedgerError::Rejected(code, detail)),
                 }
             })
@@ -430,6 +446,7 @@ impl LedgerState {
             dataset_changes,
             grant_changes,
             query_changes,
+            rules_version,
             ..
         } = effects;
         drop(prepared);
@@ -445,6 +462,7 @@ impl LedgerState {
         self.datasets.extend(dataset_changes);
         self.grants.extend(grant_changes);
         self.queries.extend(query_changes);
+        self.rules_version = rules_version;
         self.height = expected_height;
         self.head_hash = header.hash();
         self.state_root = state_root;

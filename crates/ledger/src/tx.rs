@@ -47,6 +47,9 @@ pub enum TxPayload {
     QueryResult(QueryResult),
     /// Tag 11: the signer sent rows or files of one of its datasets to another member.
     DataTransfer(DataTransfer),
+    /// Tag 13: moves the chain to a later rule version from the next transaction on; needs
+    /// approvals from a majority of members (FORMAT.md §8.4).
+    RulesUpgrade { version: u32 },
 }
 
 impl TxPayload {
@@ -62,9 +65,13 @@ impl TxPayload {
     pub const TAG_QUERY_DECISION: u8 = 9;
     pub const TAG_QUERY_RESULT: u8 = 10;
     pub const TAG_DATA_TRANSFER: u8 = 11;
+    /// A genesis that names its rule version (2 or later); tag 0 is a rule-version-1 genesis.
+    pub const TAG_GENESIS_VERSIONED: u8 = 12;
+    pub const TAG_RULES_UPGRADE: u8 = 13;
 
     pub fn tag(&self) -> u8 {
         match self {
+            TxPayload::Genesis(g) if g.rules_version > 1 => Self::TAG_GENESIS_VERSIONED,
             TxPayload::Genesis(_) => Self::TAG_GENESIS,
             TxPayload::Notarize(_) => Self::TAG_NOTARIZE,
             TxPayload::MemberAdd(_) => Self::TAG_MEMBER_ADD,
@@ -77,6 +84,7 @@ impl TxPayload {
             TxPayload::QueryDecision(_) => Self::TAG_QUERY_DECISION,
             TxPayload::QueryResult(_) => Self::TAG_QUERY_RESULT,
             TxPayload::DataTransfer(_) => Self::TAG_DATA_TRANSFER,
+            TxPayload::RulesUpgrade { .. } => Self::TAG_RULES_UPGRADE,
         }
     }
 
@@ -94,6 +102,7 @@ impl TxPayload {
             TxPayload::QueryDecision(_) => "QueryDecision",
             TxPayload::QueryResult(_) => "QueryResult",
             TxPayload::DataTransfer(_) => "DataTransfer",
+            TxPayload::RulesUpgrade { .. } => "RulesUpgrade",
         }
     }
 
@@ -122,12 +131,25 @@ impl TxPayload {
             TxPayload::QueryDecision(decision) => decision.encode_into(w),
             TxPayload::QueryResult(result) => result.encode_into(w),
             TxPayload::DataTransfer(transfer) => transfer.encode_into(w),
+            TxPayload::RulesUpgrade { version } => {
+                w.u32(*version);
+            }
         }
     }
 
     fn decode_fields(tag: u8, r: &mut Reader<'_>) -> Result<TxPayload, DecodeError> {
         match tag {
             Self::TAG_GENESIS => Genesis::decode_from(r).map(TxPayload::Genesis),
+            Self::TAG_GENESIS_VERSIONED => {
+                let mut genesis = Genesis::decode_from(r)?;
+                genesis.rules_version = r.u32()?;
+                // Version 1 has its own tag; one genesis has one encoding.
+                if genesis.rules_version < 2 {
+                    return Err(r.error("a versioned genesis names rule version 2 or later"));
+                }
+                Ok(TxPayload::Genesis(genesis))
+            }
+            Self::TAG_RULES_UPGRADE => Ok(TxPayload::RulesUpgrade { version: r.u32()? }),
             Self::TAG_NOTARIZE => {
                 // A file is at least: name length (4) + size (8) + blake3 (32).
                 let files = r.list(44, |r| {
@@ -260,12 +282,27 @@ pub struct Genesis {
     pub consortium: String,
     pub created_ms: u64,
     pub members: Vec<MemberInfo>,
+    /// The rule version the chain starts under (FORMAT.md §8.4). Genesis files written
+    /// before rule versions existed have none and start under version 1.
+    #[serde(default = "rules_version_one", skip_serializing_if = "is_rules_version_one")]
+    pub rules_version: u32,
+}
+
+fn rules_version_one() -> u32 {
+    1
+}
+
+fn is_rules_version_one(v: &u32) -> bool {
+    *v == 1
 }
 
 impl Genesis {
     fn encode_into(&self, w: &mut Writer) {
         w.string(&self.consortium).u64(self.created_ms);
         w.list(&self.members, |w, m| m.encode_into(w));
+        if self.rules_version > 1 {
+            w.u32(self.rules_version);
+        }
     }
 
     fn decode_from(r: &mut Reader<'_>) -> Result<Genesis, DecodeError> {
@@ -274,6 +311,7 @@ impl Genesis {
             created_ms: r.u64()?,
             // A member is at least 3 length prefixes (12) + a public key (32).
             members: r.list(44, MemberInfo::decode_from)?,
+            rules_version: 1,
         })
     }
 }

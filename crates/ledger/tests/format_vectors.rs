@@ -17,6 +17,7 @@ fn example() -> (SecretKey, Genesis, Transaction) {
             peer_addr: "127.0.0.1:7000".into(),
             api_addr: "127.0.0.1:8080".into(),
         }],
+        rules_version: 1,
     };
     let payload = TxPayload::Notarize(Notarization {
         files: vec![NotarizedFile {

@@ -8,6 +8,7 @@ pub fn payload_json(payload: &TxPayload) -> Value {
         TxPayload::Genesis(genesis) => json!({
             "consortium": genesis.consortium,
             "created_ms": genesis.created_ms,
+            "rules_version": genesis.rules_version,
             "members": genesis.members,
         }),
         TxPayload::Notarize(notarization) => json!({
@@ -27,6 +28,7 @@ pub fn payload_json(payload: &TxPayload) -> Value {
         TxPayload::QueryDecision(decision) => serde_json::to_value(decision).unwrap_or(Value::Null),
         TxPayload::QueryResult(result) => serde_json::to_value(result).unwrap_or(Value::Null),
         TxPayload::DataTransfer(transfer) => serde_json::to_value(transfer).unwrap_or(Value::Null),
+        TxPayload::RulesUpgrade { version } => json!({ "version": version }),
     }
 }
 

@@ -9,6 +9,9 @@ pub enum QueryError {
     /// The SQL does not parse.
     #[error("SQL syntax error: {0}")]
     Syntax(String),
+    /// SQL over the size and complexity limits (docs/QUERY.md §6, FORMAT.md §8.4).
+    #[error("query too complex: {0}")]
+    TooComplex(String),
     /// A construct outside the supported subset (named in the message).
     #[error("unsupported: {0}")]
     Unsupported(String),

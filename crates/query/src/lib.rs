@@ -22,6 +22,7 @@
 //!   `exec_join_align`); `canon` is the canonical byte encoding shared by hashes and
 //!   public messages.
 
+pub mod bounds;
 mod canon;
 pub mod error;
 pub mod exec;

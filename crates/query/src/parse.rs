@@ -230,6 +230,7 @@ pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
         [] => return Err(QueryError::Syntax("empty query".into())),
         _ => return unsupported("more than one statement"),
     };
+    crate::bounds::check_depth(stmt)?;
     let Statement::Query(q) = stmt else {
         let text = stmt.to_string();
         let word = text.split_whitespace().next().unwrap_or("statement");

@@ -251,8 +251,13 @@ pub struct Plan {
 }
 
 /// Plans `sql` against the catalog (see the crate docs for the subset).
+///
+/// Hostile SQL is refused, never a crash: the text is checked against the lexical limits
+/// first, and the parse and the walk run on their own thread under a depth bound
+/// ([`crate::bounds`]).
 pub fn plan(sql: &str, catalog: &Catalog) -> Result<Plan, QueryError> {
-    crate::parse::plan_sql(sql, catalog)
+    crate::bounds::check_lexical(sql)?;
+    crate::bounds::on_planner_stack(|| crate::parse::plan_sql(sql, catalog))
 }
 
 impl Plan {

@@ -174,7 +174,9 @@ async fn record_failure(node: &NodeShared, query: Hash, reason: String) {
     }
     let payload = TxPayload::QueryResult(QueryResult {
         query,
-        outcome: QueryOutcome::Failed { reason },
+        outcome: QueryOutcome::Failed {
+            reason: consort_ledger::rules_limits::bounded_text(&reason),
+        },
     });
     if let Err(e) = submit_payload(node, payload).await {
         tracing::warn!("recording the failure of query {query}: {e}");

@@ -45,7 +45,8 @@ fn refuse(entry: &QueryEntry, reason: String) -> QueryDecision {
     QueryDecision {
         query: entry.id,
         approve: false,
-        reason,
+        // The reason can quote hostile SQL; the ledger takes at most MAX_TEXT_BYTES.
+        reason: consort_ledger::rules_limits::bounded_text(&reason),
         min_group_size: 0,
     }
 }
@@ -98,7 +99,7 @@ fn judge(node: &NodeShared, entry: &QueryEntry) -> QueryDecision {
         QueryDecision {
             query: entry.id,
             approve: true,
-            reason: reasons.join("; "),
+            reason: consort_ledger::rules_limits::bounded_text(&reasons.join("; ")),
             min_group_size,
         }
     })
