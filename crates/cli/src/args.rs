@@ -285,6 +285,16 @@ pub enum MemberCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Start a proposal to move the ledger to a later rule version (docs/FORMAT.md §8.4),
+    /// signed by this member; it takes effect once a majority has approved and it commits.
+    ProposeRules {
+        /// The rule version to move to (this build knows up to
+        /// consort_ledger::rules_limits::LATEST_RULES).
+        #[arg(long, default_value_t = consort_ledger::rules_limits::LATEST_RULES)]
+        version: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Add this member's approval to a proposal file (in place).
     Approve { proposal: PathBuf },
     /// Submit a proposal once it carries a majority of approvals.

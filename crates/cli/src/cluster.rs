@@ -106,6 +106,35 @@ impl LocalCluster {
         })
     }
 
+    /// Adopts member directories that already exist under `root` (one per name, each with
+    /// its `config.toml`), with `root/genesis.json`; starts nothing. For nodes restarted on
+    /// a chain some earlier build left behind.
+    pub fn open(root: &Path, names: &[&str], binary: &Path) -> Result<Self> {
+        let mut members = Vec::with_capacity(names.len());
+        for name in names {
+            let dir = MemberDir::new(root.join(name));
+            let config = dir.load_config()?;
+            let client = ApiClient::new(&config.api_addr, &dir.load_token()?);
+            members.push(LocalMember {
+                name: name.to_string(),
+                dir,
+                api_addr: config.api_addr,
+                peer_addr: config.peer_addr,
+                client,
+                child: None,
+            });
+        }
+        let log_dir = root.join("logs");
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            genesis_path: root.join("genesis.json"),
+            members,
+            binary: binary.to_path_buf(),
+            log_dir,
+        })
+    }
+
     /// Creates one more member directory (not in the genesis) and returns its index; it
     /// joins the consortium only once a `MemberAdd` for it commits.
     pub fn add_member(&mut self, name: &str) -> Result<usize> {
@@ -209,6 +238,14 @@ impl LocalCluster {
     /// The process id of member `i`'s node, if it was started here.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.members.get(i)?.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether member `i`'s process is still alive (reaping it if it exited).
+    pub fn is_alive(&mut self, i: usize) -> bool {
+        match self.members.get_mut(i).and_then(|m| m.child.as_mut()) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
     }
 
     pub fn is_running(&self, i: usize) -> bool {

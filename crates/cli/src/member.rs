@@ -54,6 +54,15 @@ pub async fn run(dir: &MemberDir, cmd: MemberCommand) -> Result<i32> {
             println!("wrote proposal {} to remove {member}", tx.id());
             Ok(0)
         }
+        MemberCommand::ProposeRules { version, out } => {
+            let tx = sign_for(dir, TxPayload::RulesUpgrade { version })?;
+            write_proposal(&out, &tx)?;
+            println!(
+                "wrote proposal {} to move the ledger to rule version {version}; collect approvals with `consort member approve`",
+                tx.id()
+            );
+            Ok(0)
+        }
         MemberCommand::Approve { proposal } => {
             let mut tx = read_proposal(&proposal)?;
             let key = dir.load_key()?;
@@ -77,13 +86,15 @@ pub async fn run(dir: &MemberDir, cmd: MemberCommand) -> Result<i32> {
                 print_json(&answer);
             } else if answer["valid"] == true {
                 println!(
-                    "membership change {} committed in block {}",
+                    "{} {} committed in block {}",
+                    tx.kind_name(),
                     tx.id(),
                     answer["height"]
                 );
             } else {
                 println!(
-                    "membership change {} recorded INVALID: {}",
+                    "{} {} recorded INVALID: {}",
+                    tx.kind_name(),
                     tx.id(),
                     answer["reason"]
                 );

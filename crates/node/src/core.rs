@@ -189,6 +189,7 @@ impl NodeShared {
             "term": metrics.current_term,
             "members": members,
             "halted": self.chain.halted(),
+            "rules_version": self.chain.read(|s| s.rules_version()),
         })
     }
 }
