@@ -319,6 +319,20 @@ pub enum BenchCommand {
     Query(BenchQueryArgs),
     /// Private set intersection between two member processes over TLS.
     Psi(BenchPsiArgs),
+    /// Query planning with the hostile-SQL bounds against the unbounded planner before them.
+    Plan(BenchPlanArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchPlanArgs {
+    /// Plans per timed run.
+    #[arg(long, default_value_t = 2_000)]
+    pub iterations: u32,
+    /// Timed runs of each side, interleaved; medians are reported.
+    #[arg(long, default_value_t = 7)]
+    pub runs: u32,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -82,6 +82,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Bench(crate::args::BenchCommand::Mpc(args)) => crate::bench_mpc::run(args).await,
         Command::Bench(crate::args::BenchCommand::Psi(args)) => crate::bench_psi::run(args).await,
+        Command::Bench(crate::args::BenchCommand::Plan(args)) => crate::bench_plan::run(args),
         Command::Bench(crate::args::BenchCommand::Query(args)) => {
             crate::bench_query::run(args).await
         }

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_ingest;
 pub mod bench_join;
 pub mod bench_mpc;
+pub mod bench_plan;
 pub mod bench_psi;
 pub mod bench_query;
 pub mod cluster;

@@ -29,7 +29,7 @@ pub struct SqlLimits {
 /// The limits every entry point applies, and the ledger rule from rule version 2 on.
 pub const SQL_LIMITS: SqlLimits = SqlLimits {
     max_bytes: 65_536,
-    max_tokens: 8_192,
+    max_tokens: 16_384,
     max_operators: 1_024,
     max_nesting: 64,
 };

@@ -18,7 +18,7 @@ use sqlparser::ast::{Expr, Statement, Visit, Visitor};
 use crate::error::QueryError;
 
 /// The deepest nesting of expressions the planner accepts.
-pub const MAX_EXPR_DEPTH: usize = 128;
+pub const MAX_EXPR_DEPTH: usize = 256;
 
 /// The planning thread's stack. Dropping or printing a left-deep chain costs a few hundred
 /// bytes of stack per level; the lexical limits admit chains of at most a few thousand.
@@ -79,4 +79,15 @@ pub(crate) fn on_planner_stack<T: Send>(
             .join()
             .map_err(|_| QueryError::Invalid("the planner failed on this query".into()))?
     })
+}
+
+/// The planner as it ran before these bounds: parse and walk on the caller's own stack,
+/// with no lexical check. Only for `consort bench plan`, which compares the two; it is
+/// unsafe for SQL from anyone else.
+#[doc(hidden)]
+pub fn plan_unbounded_for_bench(
+    sql: &str,
+    catalog: &crate::plan::Catalog,
+) -> Result<crate::plan::Plan, QueryError> {
+    crate::parse::plan_sql(sql, catalog)
 }

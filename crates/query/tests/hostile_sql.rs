@@ -160,9 +160,8 @@ proptest! {
 
 #[test]
 fn the_worst_chain_the_limits_admit_is_refused_not_crashed() {
-    // 4,000 `+` operators in 8,000 tokens: inside the lexical limits only if operators were
-    // not counted; with them it is refused lexically. A chain just under the operator limit
-    // parses into a tree deeper than the planner walks, and is refused by the depth bound.
+    // A chain just under the operator limit passes the lexical check but parses into a tree
+    // deeper than the planner walks: the depth bound refuses it.
     let under = format!(
         "SELECT COUNT(*) FROM sales WHERE year > 1{}",
         " + 1".repeat(1_000)
@@ -178,4 +177,17 @@ fn the_worst_chain_the_limits_admit_is_refused_not_crashed() {
         Err(QueryError::TooComplex(reason)) => assert!(reason.contains("nest"), "{reason}"),
         other => panic!("expected a depth refusal, got {other:?}"),
     }
+}
+
+#[test]
+fn long_honest_conditions_still_plan() {
+    let terms: Vec<String> = (0..250).map(|i| format!("year <> {i}")).collect();
+    let sql = format!("SELECT COUNT(*) FROM sales WHERE {}", terms.join(" AND "));
+    plan(&sql, &catalog()).unwrap();
+    let list: Vec<String> = (0..2_000).map(|i| format!("'r{i}'")).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM sales WHERE region IN ({})",
+        list.join(", ")
+    );
+    plan(&sql, &catalog()).unwrap();
 }

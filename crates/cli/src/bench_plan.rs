@@ -1,0 +1,117 @@
+//! `consort bench plan`: what the hostile-SQL bounds cost an honest query. Times planning
+//! of typical and large queries with `consort_query::plan` (lexical limits, depth bound, a
+//! planning thread) against the unbounded planner of the build before (parse and walk on
+//! the caller's stack), interleaved in one run, and reports medians.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use consort_crypto::{Hash, MemberId};
+use consort_ledger::dataset::{ColumnSpec, DatasetEntry, DatasetKind, DatasetRecord};
+use consort_query::plan::Catalog;
+use serde_json::json;
+
+use crate::args::BenchPlanArgs;
+
+fn catalog() -> Catalog {
+    let columns = [
+        ("region", "text"),
+        ("ward", "text"),
+        ("age", "integer"),
+        ("amount", "float"),
+    ]
+    .iter()
+    .map(|(name, ty)| ColumnSpec {
+        name: name.to_string(),
+        ty: ty.to_string(),
+        nullable: false,
+    })
+    .collect::<Vec<_>>();
+    let datasets = (0..3u8)
+        .map(|i| DatasetEntry {
+            owner: MemberId([i; 16]),
+            record: DatasetRecord {
+                name: "visits".into(),
+                kind: DatasetKind::Table,
+                columns: columns.clone(),
+                row_count: 1_000,
+                commitment: Hash::ZERO,
+                input_hash: Hash::ZERO,
+                recipe_hash: Hash::ZERO,
+                version: 1,
+                parent: None,
+            },
+            tx_id: Hash::ZERO,
+        })
+        .collect();
+    Catalog {
+        members: (0..3u8).map(|i| (MemberId([i; 16]), format!("m{i}"))).collect(),
+        datasets,
+    }
+}
+
+fn workloads() -> Vec<(&'static str, String)> {
+    let typical = "SELECT region, COUNT(*), AVG(amount) FROM visits WHERE age >= 18 AND \
+                   ward <> 'icu' GROUP BY region HAVING COUNT(*) > 5 ORDER BY region LIMIT 10"
+        .to_string();
+    let wards: Vec<String> = (0..1_000).map(|i| format!("'ward-{i}'")).collect();
+    let large = format!(
+        "SELECT region, SUM(amount) FROM visits WHERE ward IN ({}) AND age > 21 \
+         GROUP BY region",
+        wards.join(", ")
+    );
+    let terms: Vec<String> = (0..100).map(|i| format!("age <> {i}")).collect();
+    let wide = format!(
+        "SELECT COUNT(*) FROM visits WHERE {}",
+        terms.join(" AND ")
+    );
+    vec![
+        ("typical (1 line)", typical),
+        ("IN list of 1,000", large),
+        ("100 AND terms", wide),
+    ]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(args: BenchPlanArgs) -> Result<i32> {
+    if args.iterations == 0 || args.runs == 0 {
+        bail!("--iterations and --runs must be at least 1");
+    }
+    let catalog = catalog();
+    let mut report = Vec::new();
+    for (name, sql) in workloads() {
+        let (mut bounded, mut unbounded) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let started = Instant::now();
+            for _ in 0..args.iterations {
+                consort_query::bounds::plan_unbounded_for_bench(&sql, &catalog)?;
+            }
+            unbounded.push(started.elapsed().as_secs_f64() * 1e6 / args.iterations as f64);
+            let started = Instant::now();
+            for _ in 0..args.iterations {
+                consort_query::plan(&sql, &catalog)?;
+            }
+            bounded.push(started.elapsed().as_secs_f64() * 1e6 / args.iterations as f64);
+        }
+        let (b, u) = (median(bounded), median(unbounded));
+        if !args.json {
+            println!(
+                "{name:<18} {:>6} bytes  bounded {b:>9.1} µs  unbounded (previous) {u:>9.1} µs  ratio {:.2}×",
+                sql.len(),
+                b / u
+            );
+        }
+        report.push(json!({
+            "workload": name, "sql_bytes": sql.len(),
+            "bounded_us": b, "unbounded_us": u, "ratio": b / u,
+        }));
+    }
+    if args.json {
+        crate::commands::print_json(&json!({ "iterations": args.iterations, "runs": args.runs, "results": report }));
+    }
+    Ok(0)
+}
