@@ -305,8 +305,36 @@ impl Inference {
     }
 }
 
-/// Names with empty ones replaced by `colN`; an error naming the first duplicate.
+/// The longest column name, in bytes: the ledger refuses longer ones (rule version 2), so
+/// an input with one is refused here, before anything is loaded.
+pub const MAX_COLUMN_NAME_BYTES: usize = 128;
+/// The most columns a dataset may have, for the same reason.
+pub const MAX_COLUMNS: usize = 1024;
+
+/// Names with empty ones replaced by `colN`; an error naming the first duplicate, the first
+/// name over [`MAX_COLUMN_NAME_BYTES`] or with a control character, or too many columns.
 pub fn finalize_names(names: Vec<String>) -> Result<Vec<String>, DataError> {
+    if names.len() > MAX_COLUMNS {
+        return Err(DataError::Invalid(format!(
+            "{} columns; at most {MAX_COLUMNS} are allowed",
+            names.len()
+        )));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if n.len() > MAX_COLUMN_NAME_BYTES {
+            return Err(DataError::Invalid(format!(
+                "column {} has a name of {} bytes; at most {MAX_COLUMN_NAME_BYTES} are allowed",
+                i + 1,
+                n.len()
+            )));
+        }
+        if n.chars().any(char::is_control) {
+            return Err(DataError::Invalid(format!(
+                "column {} has a control character in its name",
+                i + 1
+            )));
+        }
+    }
     let names: Vec<String> = names
         .into_iter()
         .enumerate()
@@ -488,5 +516,10 @@ mod tests {
         assert_eq!(n, vec!["select", "col2", "a\";drop"]);
         let e = finalize_names(vec!["a".into(), "b".into(), "a".into()]).unwrap_err();
         assert!(e.to_string().contains("duplicate column name 'a'"), "{e}");
+        let long = finalize_names(vec!["x".repeat(MAX_COLUMN_NAME_BYTES + 1)]).unwrap_err();
+        assert!(long.to_string().contains("at most 128"), "{long}");
+        let control = finalize_names(vec!["a\tb".into()]).unwrap_err();
+        assert!(control.to_string().contains("control character"), "{control}");
+        assert!(finalize_names(vec!["é".repeat(64)]).is_ok());
     }
 }

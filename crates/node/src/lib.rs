@@ -31,3 +31,10 @@ pub mod transport;
 pub mod views;
 
 pub use error::NodeError;
+
+// Ingest refuses column names and counts the ledger would refuse, before loading anything;
+// the two crates know nothing of each other, so the node (which joins them) holds them equal.
+const _: () = assert!(
+    consort_data::infer::MAX_COLUMN_NAME_BYTES == consort_ledger::rules_limits::MAX_NAME_BYTES
+        && consort_data::infer::MAX_COLUMNS == consort_ledger::rules_limits::MAX_COLUMNS
+);
