@@ -18,6 +18,9 @@ use super::wire::{Chunk, SessionId};
 pub const MAX_UNREGISTERED_SESSIONS: usize = 64;
 /// Bytes buffered per session before it is registered here.
 pub const MAX_UNREGISTERED_BYTES: usize = 256 << 20;
+/// Bytes buffered across all sessions not registered here: without it, members could make
+/// a node hold 64 sessions of 256 MiB each.
+pub const MAX_UNREGISTERED_TOTAL_BYTES: usize = 1 << 30;
 /// Chunks a sender may have in flight to one receiver; more out of order is refused.
 pub const MAX_OUT_OF_ORDER: u64 = 64;
 /// Ended sessions remembered, so their stragglers (a peer's goodbye, chunks of an
@@ -128,26 +131,41 @@ impl MpcRouter {
             }
             slots.insert(chunk.session, Slot::new());
         }
-        let Some(slot) = slots.get_mut(&chunk.session) else {
+        let Some(slot) = slots.get(&chunk.session) else {
             return Err("MPC session slot vanished".into());
         };
-        match &slot.parties {
-            Some(parties) if !parties.contains(&from) => {
+        match slot.parties.as_ref().map(|p| p.contains(&from)) {
+            Some(false) => {
                 return Err(format!(
                     "member {from} is not a party of MPC session {}",
                     chunk.session
                 ));
             }
-            Some(_) => {}
+            Some(true) => {}
             None => {
-                slot.buffered += chunk.buffer.len();
-                if slot.buffered > MAX_UNREGISTERED_BYTES {
+                if slot.buffered + chunk.buffer.len() > MAX_UNREGISTERED_BYTES {
                     return Err(format!(
                         "MPC session {} is not running here and has buffered too much",
                         chunk.session
                     ));
                 }
+                let total: usize = slots
+                    .values()
+                    .filter(|s| s.parties.is_none())
+                    .map(|s| s.buffered)
+                    .sum();
+                if total + chunk.buffer.len() > MAX_UNREGISTERED_TOTAL_BYTES {
+                    return Err(format!(
+                        "MPC sessions not running here have buffered {total} bytes (limit {MAX_UNREGISTERED_TOTAL_BYTES})"
+                    ));
+                }
             }
+        }
+        let Some(slot) = slots.get_mut(&chunk.session) else {
+            return Err("MPC session slot vanished".into());
+        };
+        if slot.parties.is_none() {
+            slot.buffered += chunk.buffer.len();
         }
         let tx = slot.channel(from);
         let order = slot.order.entry(from).or_default();
@@ -304,6 +322,29 @@ mod tests {
             .unwrap();
         let twice = router.deliver(member(2), chunk_at(s, 4, b"x", true));
         assert!(twice.unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn unregistered_sessions_are_bounded_in_bytes_altogether() {
+        let router = MpcRouter::new();
+        let piece = vec![0u8; 64 << 20];
+        let sessions = MAX_UNREGISTERED_TOTAL_BYTES / MAX_UNREGISTERED_BYTES;
+        let mut refused = None;
+        'fill: for i in 0..=sessions {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            for seq in 0..(MAX_UNREGISTERED_BYTES / piece.len()) as u64 {
+                if let Err(e) =
+                    router.deliver(member(2), chunk_at(SessionId(id), seq, &piece, false))
+                {
+                    refused = Some((i, e));
+                    break 'fill;
+                }
+            }
+        }
+        let (at, err) = refused.expect("the total is bounded");
+        assert_eq!(at, sessions, "{err}");
+        assert!(err.contains("buffered"), "{err}");
     }
 
     #[test]
