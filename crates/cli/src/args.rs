@@ -68,7 +68,8 @@ pub enum Command {
     Member(MemberCommand),
     /// Grant a member (or '*', everyone) permissions on columns of one of this member's
     /// datasets: `--columns 'col:perm[+perm],…'` with perm one of plain, group, filter,
-    /// aggregate, join.
+    /// aggregate, join. A column name with `,` or `:` goes in double quotes, a quote in it
+    /// doubled: `--columns '"a:b":plain,"x,y":aggregate'`.
     Grant {
         /// The dataset (this member's).
         dataset: String,

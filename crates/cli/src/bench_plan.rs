@@ -45,7 +45,9 @@ fn catalog() -> Catalog {
         })
         .collect();
     Catalog {
-        members: (0..3u8).map(|i| (MemberId([i; 16]), format!("m{i}"))).collect(),
+        members: (0..3u8)
+            .map(|i| (MemberId([i; 16]), format!("m{i}")))
+            .collect(),
         datasets,
     }
 }
@@ -61,10 +63,7 @@ fn workloads() -> Vec<(&'static str, String)> {
         wards.join(", ")
     );
     let terms: Vec<String> = (0..100).map(|i| format!("age <> {i}")).collect();
-    let wide = format!(
-        "SELECT COUNT(*) FROM visits WHERE {}",
-        terms.join(" AND ")
-    );
+    let wide = format!("SELECT COUNT(*) FROM visits WHERE {}", terms.join(" AND "));
     vec![
         ("typical (1 line)", typical),
         ("IN list of 1,000", large),
@@ -111,7 +110,9 @@ pub fn run(args: BenchPlanArgs) -> Result<i32> {
         }));
     }
     if args.json {
-        crate::commands::print_json(&json!({ "iterations": args.iterations, "runs": args.runs, "results": report }));
+        crate::commands::print_json(
+            &json!({ "iterations": args.iterations, "runs": args.runs, "results": report }),
+        );
     }
     Ok(0)
 }

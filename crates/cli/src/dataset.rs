@@ -55,10 +55,17 @@ fn request(input: DatasetInput, update: bool) -> AddRequest {
 }
 
 fn print_summary(s: &AddSummary) {
-    println!(
-        "{} version {} registered: tx {} in block {}",
-        s.name, s.version, s.tx_id, s.height
-    );
+    if s.restored {
+        println!(
+            "{} version {} was registered already (tx {} in block {}); its missing table was rebuilt from the same input",
+            s.name, s.version, s.tx_id, s.height
+        );
+    } else {
+        println!(
+            "{} version {} registered: tx {} in block {}",
+            s.name, s.version, s.tx_id, s.height
+        );
+    }
     println!(
         "  rows read {}, kept {}, duplicates removed {}, rejected {}",
         s.rows_read, s.rows_kept, s.duplicates_removed, s.rows_rejected

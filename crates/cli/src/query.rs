@@ -15,16 +15,12 @@ use serde_json::{json, Value};
 
 use crate::commands::{print_json, sign_for};
 
-/// Parses `col:perm[+perm],…`. A column name may itself contain `:` (the last one splits).
+/// Parses `col:perm[+perm],…`. An unquoted column name may itself contain `:` (the last
+/// one splits). A column name in double quotes may contain anything, `,` and `:` included,
+/// with `""` for a quote: `"a:b":plain,"x,y":aggregate`.
 pub fn parse_columns(spec: &str) -> Result<Vec<ColumnGrant>> {
     let mut columns: Vec<ColumnGrant> = Vec::new();
-    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (column, perms) = item
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow!("--columns item {item:?} is not col:perm[+perm]"))?;
-        if column.is_empty() {
-            bail!("--columns item {item:?} has no column name");
-        }
+    for (column, perms) in column_items(spec)? {
         let mut permissions = perms
             .split('+')
             .map(|p| {
@@ -44,7 +40,7 @@ pub fn parse_columns(spec: &str) -> Result<Vec<ColumnGrant>> {
                 existing.permissions.dedup();
             }
             None => columns.push(ColumnGrant {
-                column: column.to_string(),
+                column,
                 permissions,
             }),
         }
@@ -54,6 +50,66 @@ pub fn parse_columns(spec: &str) -> Result<Vec<ColumnGrant>> {
     }
     columns.sort_by(|a, b| a.column.cmp(&b.column));
     Ok(columns)
+}
+
+/// Splits `--columns` into (column, permissions) items at the commas outside quotes.
+fn column_items(spec: &str) -> Result<Vec<(String, String)>> {
+    let mut items = Vec::new();
+    let mut rest = spec;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Ok(items);
+        }
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let (column, after) = unquote(quoted)
+                .ok_or_else(|| anyhow!("--columns: unterminated quote in {rest}"))?;
+            let after = after.trim_start();
+            let Some(after) = after.strip_prefix(':') else {
+                bail!("--columns item for column {column:?} is not \"col\":perm[+perm]");
+            };
+            let (perms, next) = after.split_once(',').unwrap_or((after, ""));
+            if column.is_empty() {
+                bail!("--columns item \"\":{perms} has no column name");
+            }
+            items.push((column, perms.to_string()));
+            rest = next;
+            continue;
+        }
+        let (item, next) = rest.split_once(',').unwrap_or((rest, ""));
+        rest = next;
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (column, perms) = item
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow!("--columns item {item:?} is not col:perm[+perm]"))?;
+        if column.is_empty() {
+            bail!("--columns item {item:?} has no column name");
+        }
+        items.push((column.to_string(), perms.to_string()));
+    }
+}
+
+/// Reads a quoted name up to its closing quote (`""` stands for one quote); returns the
+/// name and the text after the closing quote, or `None` if the quote is never closed.
+fn unquote(text: &str) -> Option<(String, &str)> {
+    let mut name = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '"' {
+            name.push(c);
+            continue;
+        }
+        if text[i + 1..].starts_with('"') {
+            name.push('"');
+            chars.next();
+            continue;
+        }
+        return Some((name, &text[i + 1..]));
+    }
+    None
 }
 
 /// Parses `--expires`: RFC 3339 (`2027-01-31T12:00:00Z`), a date (`2027-01-31`, midnight
@@ -395,4 +451,75 @@ pub async fn query_show(dir: &MemberDir, id: &str, json: bool) -> Result<i32> {
         ),
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(spec: &str) -> Vec<(String, Vec<Permission>)> {
+        parse_columns(spec)
+            .unwrap_or_else(|e| panic!("{spec}: {e}"))
+            .into_iter()
+            .map(|c| (c.column, c.permissions))
+            .collect()
+    }
+
+    fn error(spec: &str) -> String {
+        match parse_columns(spec) {
+            Ok(columns) => panic!("{spec} parsed as {columns:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unquoted_syntax_is_unchanged() {
+        let mut age = vec![Permission::Plain, Permission::Filter, Permission::Aggregate];
+        age.sort();
+        assert_eq!(
+            parsed("age:aggregate+filter, ward:group,age:plain"),
+            vec![
+                ("age".to_string(), age),
+                ("ward".to_string(), vec![Permission::Group]),
+            ]
+        );
+        assert_eq!(parsed("a:b:plain")[0].0, "a:b", "the last colon splits");
+        assert_eq!(
+            parsed("a\"b:plain")[0].0,
+            "a\"b",
+            "a quote inside a bare name"
+        );
+        assert_eq!(parsed(",,x:join,")[0].0, "x");
+    }
+
+    #[test]
+    fn quoted_names_may_hold_colons_commas_and_quotes() {
+        let got = parsed(r#""a:b":plain,"x,y":aggregate , "say ""hi""" : group+filter,z:join"#);
+        let names: Vec<&str> = got.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, vec!["a:b", "say \"hi\"", "x,y", "z"]);
+        assert_eq!(got[0].1, vec![Permission::Plain]);
+        assert_eq!(got[2].1, vec![Permission::Aggregate]);
+        assert_eq!(got[1].1.len(), 2);
+        // A quoted name equal to a bare one is the same column.
+        assert_eq!(parsed(r#""age":plain,age:group"#).len(), 1);
+    }
+
+    #[test]
+    fn malformed_specs_are_one_line_errors() {
+        for (spec, needle) in [
+            (r#""a:b:plain"#, "unterminated quote"),
+            (r#"x:plain,"a"#, "unterminated quote"),
+            (r#"x:plain,"a""#, "is not \"col\":perm"),
+            (r#""a"plain"#, "is not \"col\":perm"),
+            (r#""":plain"#, "no column name"),
+            (r#""a":sing"#, "unknown permission"),
+            ("nocolon", "is not col:perm"),
+            (":plain", "no column name"),
+            ("  ", "names no column"),
+        ] {
+            let e = error(spec);
+            assert!(e.contains(needle), "{spec}: {e}");
+            assert!(!e.contains('\n'), "{spec}: {e}");
+        }
+    }
 }

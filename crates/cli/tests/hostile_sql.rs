@@ -57,7 +57,10 @@ async fn wait_query(client: &ApiClient, id: &str, pred: impl Fn(&Value) -> bool)
         if pred(&view) {
             return view;
         }
-        assert!(Instant::now() < deadline, "query {id} never got there: {view}");
+        assert!(
+            Instant::now() < deadline,
+            "query {id} never got there: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -109,7 +112,10 @@ async fn nodes_start_on_the_hostile_fixture_chain_and_refuse_the_old_request() {
     // outcome as recorded under rule version 1 included).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_all_running(&mut cluster);
-    cluster.wait_converged(Duration::from_secs(20)).await.unwrap();
+    cluster
+        .wait_converged(Duration::from_secs(20))
+        .await
+        .unwrap();
     for member in &cluster.members {
         let report = member.client.verify().await.unwrap();
         assert_eq!(report["ok"], true, "{report}");
@@ -175,10 +181,7 @@ async fn hostile_request(cluster: &LocalCluster, signer: usize, sql: &str) -> Tr
 fn assert_bad_request(err: &ClientError, needle: &str) {
     match err {
         ClientError::Api { status, message } => {
-            assert!(
-                (400..500).contains(status),
-                "status {status} for {message}"
-            );
+            assert!((400..500).contains(status), "status {status} for {message}");
             assert!(message.contains(needle), "{message}");
             assert!(!message.contains('\n'), "one line: {message}");
         }
@@ -196,7 +199,14 @@ async fn the_api_refuses_hostile_sql_without_crashing() {
     let csv = root.path().join("visits.csv");
     std::fs::write(&csv, "patient,age\nP1,30\nP2,40\nP3,50\n").unwrap();
     let dir0 = cluster.members[0].dir.root.display().to_string();
-    let (code, out, err) = consort(&["--dir", &dir0, "dataset", "add", "visits", csv.to_str().unwrap()]);
+    let (code, out, err) = consort(&[
+        "--dir",
+        &dir0,
+        "dataset",
+        "add",
+        "visits",
+        csv.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
 
     let client = cluster.members[1].client.clone();
@@ -211,7 +221,11 @@ async fn the_api_refuses_hostile_sql_without_crashing() {
             "operators",
         ),
         (
-            format!("SELECT COUNT(*) FROM visits WHERE {}age > 1{}", "(".repeat(70), ")".repeat(70)),
+            format!(
+                "SELECT COUNT(*) FROM visits WHERE {}age > 1{}",
+                "(".repeat(70),
+                ")".repeat(70)
+            ),
             "nests",
         ),
         (

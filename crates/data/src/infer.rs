@@ -519,7 +519,10 @@ mod tests {
         let long = finalize_names(vec!["x".repeat(MAX_COLUMN_NAME_BYTES + 1)]).unwrap_err();
         assert!(long.to_string().contains("at most 128"), "{long}");
         let control = finalize_names(vec!["a\tb".into()]).unwrap_err();
-        assert!(control.to_string().contains("control character"), "{control}");
+        assert!(
+            control.to_string().contains("control character"),
+            "{control}"
+        );
         assert!(finalize_names(vec!["é".repeat(64)]).is_ok());
     }
 }

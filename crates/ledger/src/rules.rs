@@ -192,8 +192,7 @@ impl<'s> BlockEffects<'s> {
                 if let Err(outcome) = self.check_majority(enc, chain_id) {
                     return outcome;
                 }
-                if *version <= self.rules_version || *version > crate::rules_limits::LATEST_RULES
-                {
+                if *version <= self.rules_version || *version > crate::rules_limits::LATEST_RULES {
                     return TxOutcome::invalid(
                         InvalidCode::BadPayload,
                         format!(

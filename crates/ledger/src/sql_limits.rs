@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn long_chains_are_refused_by_operator_count() {
-        let sql = format!("SELECT COUNT(*) FROM t WHERE age > 1{}", "+1".repeat(30_000));
+        let sql = format!(
+            "SELECT COUNT(*) FROM t WHERE age > 1{}",
+            "+1".repeat(30_000)
+        );
         let err = check(&sql, &SQL_LIMITS).unwrap_err();
         assert!(err.contains("tokens") || err.contains("operators"), "{err}");
         let ands = format!(

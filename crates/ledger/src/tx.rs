@@ -284,7 +284,10 @@ pub struct Genesis {
     pub members: Vec<MemberInfo>,
     /// The rule version the chain starts under (FORMAT.md §8.4). Genesis files written
     /// before rule versions existed have none and start under version 1.
-    #[serde(default = "rules_version_one", skip_serializing_if = "is_rules_version_one")]
+    #[serde(
+        default = "rules_version_one",
+        skip_serializing_if = "is_rules_version_one"
+    )]
     pub rules_version: u32,
 }
 

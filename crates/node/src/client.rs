@@ -45,6 +45,9 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
+            // The node closes keep-alive connections idle for its header timeout (10 s);
+            // dropping ours first keeps a request from racing that close.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
         Self {
@@ -154,6 +157,16 @@ impl ApiClient {
 
     pub async fn tx(&self, id: &str) -> Result<Value, ClientError> {
         self.get_json(&format!("/api/ledger/txs/{id}")).await
+    }
+
+    /// The committed transaction `id` as `GET /api/ledger/txs/{id}` shows it, or `None` if
+    /// this node's chain does not hold it (yet).
+    pub async fn find_tx(&self, id: &consort_crypto::Hash) -> Result<Option<Value>, ClientError> {
+        match self.tx(&id.to_string()).await {
+            Ok(found) => Ok(Some(found)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn proof(&self, id: &str) -> Result<Value, ClientError> {

@@ -5,13 +5,16 @@
 //! [`crate::node::run`] puts TLS links and the HTTP API around a core; tests can instead wire
 //! several cores together over an in-memory [`crate::transport::MemHub`].
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use consort_crypto::{Hash, MemberId, SecretKey};
-use consort_ledger::{Genesis, LedgerError, LedgerState, RedbBlockStore, Transaction};
+use consort_ledger::{
+    Genesis, InvalidCode, LedgerError, LedgerState, RedbBlockStore, Transaction, TxOutcome,
+    TxPayload,
+};
 use futures::future::BoxFuture;
 use openraft::{BasicNode, ServerState};
 use serde_json::json;
@@ -28,8 +31,28 @@ use crate::raft::{raft_config, NodeId, Raft};
 use crate::sequencer::Sequencer;
 use crate::transport::Transport;
 
-/// How long a submitter waits for its transaction to be committed before it is told so.
+/// How long a submission may take, finding a leader included, before the submitter is told
+/// it is not committed (yet).
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fault injection for the crash tests, inert unless the variable is set:
+/// `CONSORT_TEST_EXIT_AFTER_SUBMIT=routed` makes the node process exit as soon as a dataset
+/// record it took in was accepted by a leader, `=committed` once it is committed, in both
+/// cases before the submitter is answered, as a crash at that moment would.
+mod fault {
+    use std::sync::OnceLock;
+
+    pub const VARIABLE: &str = "CONSORT_TEST_EXIT_AFTER_SUBMIT";
+
+    pub fn exit_if(stage: &str, dataset_record: bool) {
+        static STAGE: OnceLock<Option<String>> = OnceLock::new();
+        let armed = STAGE.get_or_init(|| std::env::var(VARIABLE).ok());
+        if dataset_record && armed.as_deref() == Some(stage) {
+            tracing::error!("{VARIABLE}={stage}: exiting before the submitter is answered");
+            std::process::exit(70);
+        }
+    }
+}
 
 /// What the front ends (API, tests) share.
 pub struct NodeShared {
@@ -84,67 +107,172 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// What became of a transaction the leader refused as a replayed nonce.
+enum Replay {
+    /// This very transaction is in the chain: an earlier copy of it committed.
+    Ours(Committed),
+    /// Another transaction holds the nonce: the refusal stands.
+    Other,
+    /// This node has not caught up far enough to tell.
+    Unknown,
+}
+
+/// One accepted transaction on its way: its slot in the results, id, signer and nonce.
+struct Routed {
+    slot: usize,
+    id: Hash,
+    signer: MemberId,
+    nonce: u64,
+    dataset_record: bool,
+}
+
 impl NodeShared {
-    /// Checks, routes and (with `wait`) awaits a batch. Each transaction gets its own result;
-    /// failing to reach a leader fails the whole call.
+    /// Checks, routes and (with `wait`) awaits a batch, all within [`COMMIT_TIMEOUT`]. Each
+    /// transaction gets its own result; failing to reach any leader fails the whole call.
+    ///
+    /// Forwards are retried through a leader change (see [`Sequencer::route`]). A retry can
+    /// deliver a transaction the dead leader's successor already holds: the builder keeps it
+    /// out of a second block, and a "nonce already used" answer to a retry is looked up
+    /// here, so the submitter gets the first copy's outcome. A transaction that was in the
+    /// chain before it was submitted is refused as a replay, as always.
     pub async fn submit(
         &self,
         txs: Vec<Transaction>,
         wait: bool,
     ) -> Result<Vec<Result<Submitted, Refusal>>, NodeError> {
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
         // The leader checks everything it queues; a follower pre-checks cheaply and leaves
         // the signatures to the leader, so each signature is verified strictly once on intake.
         let leading = self.sequencer.believes_leader();
         let (txs, checks) = self.chain.check_off_runtime(txs, leading).await?;
         let mut results: Vec<Result<Submitted, Refusal>> = Vec::with_capacity(txs.len());
         let mut accepted = Vec::new();
-        let mut accepted_slots = Vec::new();
-        let mut waiters = Vec::new();
+        let mut routed = Vec::new();
+        let mut waiters = HashMap::new();
         for (tx, check) in txs.into_iter().zip(checks) {
             match check {
                 Ok(()) => {
                     let id = tx.id();
                     if wait {
-                        waiters.push((results.len(), id, self.chain.wait_for(id)));
+                        waiters.insert(results.len(), self.chain.wait_for(id));
                     }
-                    accepted_slots.push(results.len());
+                    routed.push(Routed {
+                        slot: results.len(),
+                        id,
+                        signer: tx.signer,
+                        nonce: tx.nonce,
+                        dataset_record: matches!(
+                            tx.payload,
+                            TxPayload::DatasetRegister(_) | TxPayload::DatasetUpdate(_)
+                        ),
+                    });
                     results.push(Ok(Submitted::Pending(id)));
                     accepted.push(tx);
                 }
                 Err(e) => results.push(Err(Refusal::Rejected(e))),
             }
         }
-        let answers = match self.sequencer.route(accepted).await {
-            Ok(answers) => answers,
+        let routing = match self.sequencer.route(accepted, leading, deadline).await {
+            Ok(routing) => routing,
             Err(e) => {
-                for (_, id, _) in &waiters {
-                    self.chain.forget_waiter(id);
+                for r in &routed {
+                    self.chain.forget_waiter(&r.id);
                 }
                 return Err(e);
             }
         };
-        let mut refused = HashSet::new();
-        for (slot, answer) in accepted_slots.into_iter().zip(answers) {
-            if let Err(reason) = answer {
-                refused.insert(slot);
-                results[slot] = Err(Refusal::RefusedByLeader(reason));
-            }
+        let mut replays = Vec::new();
+        let answers = routing.answers.into_iter().zip(routing.uncertain);
+        for (r, (answer, uncertain)) in routed.iter().zip(answers) {
+            let refusal = match answer {
+                Ok(()) => {
+                    fault::exit_if("routed", r.dataset_record);
+                    continue;
+                }
+                Err(refusal) => refusal,
+            };
+            waiters.remove(&r.slot);
+            self.chain.forget_waiter(&r.id);
+            results[r.slot] = match refusal.invalid_code() {
+                // After a forward that may have got through, perhaps by this very
+                // transaction: find out below.
+                Some(InvalidCode::ReplayedNonce) if uncertain => {
+                    replays.push((r, refusal));
+                    continue;
+                }
+                Some(_) => Err(Refusal::RefusedByLeader(refusal)),
+                // Not a verdict on the transaction: it may have reached a leader.
+                None => Err(Refusal::NotCommitted(r.id)),
+            };
         }
-        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-        for (slot, id, receiver) in waiters {
-            if refused.contains(&slot) {
-                self.chain.forget_waiter(&id);
+        for r in &routed {
+            let Some(receiver) = waiters.remove(&r.slot) else {
                 continue;
-            }
-            results[slot] = match tokio::time::timeout_at(deadline, receiver).await {
-                Ok(Ok(committed)) => Ok(Submitted::Committed(committed)),
+            };
+            results[r.slot] = match tokio::time::timeout_at(deadline, receiver).await {
+                Ok(Ok(committed)) => {
+                    fault::exit_if("committed", r.dataset_record);
+                    Ok(Submitted::Committed(committed))
+                }
                 _ => {
-                    self.chain.forget_waiter(&id);
-                    Err(Refusal::NotCommitted(id))
+                    self.chain.forget_waiter(&r.id);
+                    Err(Refusal::NotCommitted(r.id))
                 }
             };
         }
+        for (r, refusal) in replays {
+            results[r.slot] = match self.resolve_replay(r, deadline).await {
+                Replay::Ours(committed) => Ok(Submitted::Committed(committed)),
+                Replay::Other => Err(Refusal::RefusedByLeader(refusal)),
+                Replay::Unknown => Err(Refusal::NotCommitted(r.id)),
+            };
+        }
         Ok(results)
+    }
+
+    /// Waits (until `deadline`) for this node to apply the block that used `r`'s nonce, to
+    /// tell whether it holds this transaction or another one.
+    async fn resolve_replay(&self, r: &Routed, deadline: tokio::time::Instant) -> Replay {
+        let mut heights = self.chain.subscribe_height();
+        loop {
+            if let Some(committed) = self.recorded(&r.id) {
+                return Replay::Ours(committed);
+            }
+            if self.chain.read(|s| s.is_nonce_used(&r.signer, r.nonce)) {
+                return Replay::Other;
+            }
+            match tokio::time::timeout_at(deadline, heights.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Replay::Unknown,
+            }
+        }
+    }
+
+    /// Where the chain recorded transaction `id`, with its outcome.
+    pub fn recorded(&self, id: &Hash) -> Option<Committed> {
+        let store = self.chain.store();
+        let found = store.locate_tx(id).and_then(|location| match location {
+            Some((height, index)) => Ok(store.block(height)?.map(|b| (b, index))),
+            None => Ok(None),
+        });
+        let (block, index) = match found {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!("looking up transaction {id}: {e}");
+                return None;
+            }
+        };
+        let outcome = block.outcomes.get(index as usize)?;
+        Some(Committed {
+            tx_id: *id,
+            height: block.header.height,
+            index,
+            valid: matches!(outcome, TxOutcome::Valid),
+            reason: match outcome {
+                TxOutcome::Valid => None,
+                TxOutcome::Invalid { code, detail } => Some(format!("{code:?}: {detail}")),
+            },
+        })
     }
 
     pub fn status_json(&self) -> serde_json::Value {

@@ -3,6 +3,8 @@
 //! [`run`] takes already-bound listeners and a shutdown future, so tests can start nodes
 //! in-process as well as through the `consort node run` binary.
 
+mod http;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -12,9 +14,11 @@ use tokio::net::TcpListener;
 use crate::config::MemberDir;
 use crate::core::NodeCore;
 use crate::error::NodeError;
+use crate::peer::server::MemberSources;
 use crate::peer::{PeerContext, PeerPool, TrustSet};
 
 pub use crate::core::NodeShared;
+pub use http::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS as MAX_API_CONNECTIONS};
 
 /// The largest peer frame: room for an AppendEntries of [`crate::raft::MAX_PAYLOAD_ENTRIES`]
 /// full blocks.
@@ -62,6 +66,8 @@ pub async fn run(
     )?;
     let pool = PeerPool::new(peer_context.clone());
     let hook_pool = pool.clone();
+    let member_sources = MemberSources::default();
+    let hook_sources = member_sources.clone();
     let core = NodeCore::start(
         &config.name,
         key,
@@ -69,17 +75,20 @@ pub async fn run(
         &genesis,
         &dir.data_dir(),
         Arc::new(pool),
-        Box::new(move |state: &LedgerState| sync_peers(state, &trust, &hook_pool, me)),
+        Box::new(move |state: &LedgerState| {
+            sync_peers(state, &trust, &hook_pool, &hook_sources, me)
+        }),
     )
     .await?;
 
     core.shared
         .queries
         .set_database_url(dir.database_url(&config));
-    let peer_task = tokio::spawn(crate::peer::serve(
+    let peer_task = tokio::spawn(crate::peer::server::serve_with_members(
         listeners.peer,
         peer_context,
         core.peer_handler(),
+        member_sources,
         core.stopping(),
     ));
     tracing::info!(
@@ -88,13 +97,17 @@ pub async fn run(
         config.peer_addr,
         config.api_addr
     );
-    let api = axum::serve(listeners.api, crate::api::router(core.shared.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    http::serve(
+        listeners.api,
+        crate::api::router(core.shared.clone()),
+        http::Limits::default(),
+        shutdown,
+    )
+    .await;
     tracing::info!("node {} shutting down", config.name);
     core.shutdown().await;
     peer_task.abort();
-    api.map_err(|e| NodeError::io("serving the API", e))
+    Ok(())
 }
 
 /// Keeps a copy of the genesis in the member directory and refuses to run a directory
@@ -119,14 +132,17 @@ fn remember_genesis(dir: &MemberDir, genesis: &Genesis) -> Result<(), NodeError>
         .map_err(|e| NodeError::io(format!("writing {}", path.display()), e))
 }
 
-/// Points the TLS trust set and the peer pool at the ledger's current members.
+/// Points the TLS trust set, the peer pool and the peer server's member reserve at the
+/// ledger's current members.
 fn sync_peers(
     state: &LedgerState,
     trust: &TrustSet,
     pool: &PeerPool,
+    sources: &MemberSources,
     me: consort_crypto::MemberId,
 ) {
     trust.replace(state.members().values().map(|m| m.public_key));
+    sources.set_addresses(state.members().values().map(|m| m.peer_addr.clone()));
     pool.set_peers(
         state
             .members()

@@ -6,17 +6,26 @@
 //! the state it has applied, signs it, and proposes it to Raft. One block is in flight at a
 //! time, so every block extends the one before it, and whatever arrives while a block is in
 //! flight goes into the next: under load, blocks grow, which is the group commit.
+//!
+//! Routing survives a leader change: a forward that fails (the leader died, or leadership
+//! moved) is retried against the leader Raft names next, until the submission's deadline.
+//! A retry may deliver a transaction the leader already has, so the builder leaves out any
+//! exact copy of a transaction already in the batch or already in the chain: a transaction
+//! is recorded at most once, and its first outcome is the one the chain keeps.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use consort_crypto::{MemberId, SecretKey};
-use consort_ledger::Transaction;
+use consort_ledger::{InvalidCode, LedgerState, Transaction};
 use openraft::ServerState;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::chain::Chain;
 use crate::error::NodeError;
+use crate::peer::PeerError;
 use crate::raft::network::{
     decode, encode, ForwardRefusal, ForwardResponse, MemberDirectory, PeerRequest,
 };
@@ -27,9 +36,16 @@ use crate::transport::Transport;
 /// [`crate::raft::MAX_PAYLOAD_ENTRIES`] blocks) far below the peer frame limit.
 pub const MAX_BLOCK_TXS: usize = 4096;
 
-/// How long a submission may wait for a leader to appear before it is refused.
+/// How long a node that lost leadership keeps trying to hand its queued transactions on.
 pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node that is no longer the leader tries to pass a forwarded batch on; well
+/// under [`FORWARD_TIMEOUT`], so the sender hears back and retries itself.
+const PASS_ON_BUDGET: Duration = Duration::from_secs(2);
+/// Pause between routing attempts (doubling from the first to the second value); a change
+/// of leader ends the pause at once.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_millis(250);
 
 pub struct Sequencer {
     chain: Arc<Chain>,
@@ -67,10 +83,9 @@ impl Sequencer {
         }
     }
 
-    /// The leader as this node currently sees it, waiting up to [`LEADER_WAIT`] for one.
-    async fn leader(&self) -> Result<NodeId, NodeError> {
+    /// The leader as this node currently sees it, waiting until `deadline` for one.
+    async fn leader(&self, deadline: Instant) -> Result<NodeId, NodeError> {
         let mut metrics = self.raft.metrics();
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             if let Some(leader) = metrics.borrow().current_leader {
                 return Ok(leader);
@@ -88,43 +103,186 @@ impl Sequencer {
     }
 
     /// Routes transactions to the leader's mempool and returns, per transaction, whether the
-    /// leader accepted it. Transactions this node queues itself (as leader) must already have
-    /// passed [`consort_ledger::LedgerState::check_submissions`]; the leader fully re-checks
-    /// forwarded ones, so a follower needs only the cheap pre-check.
-    pub async fn route(&self, txs: Vec<Transaction>) -> Result<ForwardResponse, NodeError> {
-        if txs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let leader = self.leader().await?;
-        if leader == self.me {
-            let accepted = vec![Ok(()); txs.len()];
+    /// leader accepted it. `verified` says the signatures were checked on intake (this node
+    /// led then); if this node turns out to lead now, unverified ones are checked before
+    /// they are queued, because the builder records queued transactions as checked.
+    ///
+    /// A failed forward is retried against the leader Raft names next until `deadline`. The
+    /// answer is `Err` only if no transaction can have reached a leader (or a leader's
+    /// answer was malformed); a transaction that may have (a forward that timed out or
+    /// broke off) but was never acknowledged ends with a refusal without a ledger code: its
+    /// outcome is not known.
+    pub async fn route(
+        &self,
+        txs: Vec<Transaction>,
+        verified: bool,
+        deadline: Instant,
+    ) -> Result<Routing, NodeError> {
+        let mut answers: ForwardResponse = vec![Ok(()); txs.len()];
+        let mut uncertain = vec![false; txs.len()];
+        if verified && self.is_leader() {
             self.enqueue(txs);
-            return Ok(accepted);
+            return Ok(Routing { answers, uncertain });
         }
-        let member = self
-            .chain
-            .member_for_node(leader)
-            .ok_or_else(|| NodeError::NoQuorum(format!("leader {leader} is not a known member")))?;
+        let mut slots: Vec<usize> = (0..txs.len()).collect();
+        let mut open = txs;
+        let mut pause = RETRY_FIRST;
+        let mut metrics = self.raft.metrics();
+        while !open.is_empty() {
+            let (tried, failure) = match self.route_once(&open, verified, deadline).await {
+                Ok(replies) => {
+                    let (mut again, mut again_slots) = (Vec::new(), Vec::new());
+                    let attempt = std::mem::take(&mut open).into_iter().zip(replies);
+                    for (slot, (tx, reply)) in slots.iter().zip(attempt) {
+                        // Only a ledger rule's verdict is final; anything else (a node that
+                        // could not pass the batch on) is worth another try.
+                        if matches!(&reply, Err(r) if r.code.is_none()) {
+                            uncertain[*slot] = true;
+                            again.push(tx);
+                            again_slots.push(*slot);
+                        }
+                        answers[*slot] = reply;
+                    }
+                    (open, slots) = (again, again_slots);
+                    (metrics.borrow().current_leader, None)
+                }
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry {
+                    leader,
+                    error,
+                    delivered,
+                }) => {
+                    if delivered {
+                        slots.iter().for_each(|&slot| uncertain[slot] = true);
+                    }
+                    (leader, Some(error))
+                }
+            };
+            if open.is_empty() {
+                break;
+            }
+            if Instant::now() + pause >= deadline {
+                let delivered = slots.iter().any(|&slot| uncertain[slot]);
+                return match failure {
+                    Some(e) if !delivered => Err(e),
+                    failure => {
+                        let reason = failure.map_or_else(
+                            || "the leader could not take the transaction in".to_string(),
+                            |e| e.to_string(),
+                        );
+                        for &slot in &slots {
+                            answers[slot] = Err(ForwardRefusal::new(format!(
+                                "{reason}; it may have reached the leader before"
+                            )));
+                        }
+                        Ok(Routing { answers, uncertain })
+                    }
+                };
+            }
+            if let Some(e) = &failure {
+                tracing::debug!("routing {} transactions: {e}; retrying", open.len());
+            }
+            // A new leader is worth trying at once; otherwise wait out the pause.
+            let _ = tokio::time::timeout(pause, async {
+                while metrics.changed().await.is_ok() {
+                    if metrics.borrow().current_leader != tried {
+                        return;
+                    }
+                }
+            })
+            .await;
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+        Ok(Routing { answers, uncertain })
+    }
+
+    /// One routing attempt to the leader as this node sees it now.
+    async fn route_once(
+        &self,
+        txs: &[Transaction],
+        verified: bool,
+        deadline: Instant,
+    ) -> Result<ForwardResponse, Attempt> {
+        let leader = self
+            .leader(deadline)
+            .await
+            .map_err(|error| Attempt::Retry {
+                leader: None,
+                error,
+                delivered: false,
+            })?;
+        if leader == self.me {
+            return Ok(self.queue_as_leader(txs, verified).await);
+        }
+        let retry = |error: NodeError, delivered: bool| Attempt::Retry {
+            leader: Some(leader),
+            error,
+            delivered,
+        };
+        let member = self.chain.member_for_node(leader).ok_or_else(|| {
+            retry(
+                NodeError::NoQuorum(format!("leader {leader} is not a known member")),
+                false,
+            )
+        })?;
         let body = encode(&PeerRequest::Forward(
             txs.iter().map(|t| t.encode()).collect(),
         ))
-        .map_err(NodeError::Internal)?;
+        .map_err(|e| Attempt::Final(NodeError::Internal(e)))?;
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(50), FORWARD_TIMEOUT);
         let reply = self
             .transport
-            .request(member, body, FORWARD_TIMEOUT)
+            .request(member, body, timeout)
             .await
             .map_err(|e| {
-                NodeError::NoQuorum(format!("could not reach the leader {member}: {e}"))
+                // A refused connection delivered nothing; any other failure may have come
+                // after the leader took the batch in.
+                let delivered =
+                    !matches!(e, PeerError::Unreachable { .. } | PeerError::NoSuchPeer(_));
+                retry(
+                    NodeError::NoQuorum(format!("could not reach the leader {member}: {e}")),
+                    delivered,
+                )
             })?;
-        let answers: ForwardResponse = decode(&reply).map_err(NodeError::Internal)?;
+        let answers: ForwardResponse =
+            decode(&reply).map_err(|e| Attempt::Final(NodeError::Internal(e)))?;
         if answers.len() != txs.len() {
-            return Err(NodeError::Internal(format!(
+            return Err(Attempt::Final(NodeError::Internal(format!(
                 "the leader answered {} of {} forwarded transactions",
                 answers.len(),
                 txs.len()
-            )));
+            ))));
         }
         Ok(answers)
+    }
+
+    /// Queues transactions on this node as leader, first checking signatures not yet
+    /// checked (a follower's pre-check skips them, and it may have become leader since).
+    async fn queue_as_leader(&self, txs: &[Transaction], verified: bool) -> ForwardResponse {
+        if verified {
+            self.enqueue(txs.to_vec());
+            return vec![Ok(()); txs.len()];
+        }
+        let count = txs.len();
+        let (txs, checks) = match self.chain.check_off_runtime(txs.to_vec(), true).await {
+            Ok(checked) => checked,
+            Err(e) => return vec![Err(ForwardRefusal::new(e.to_string())); count],
+        };
+        let mut answers = Vec::with_capacity(txs.len());
+        let mut good = Vec::with_capacity(txs.len());
+        for (tx, check) in txs.into_iter().zip(checks) {
+            match check {
+                Ok(()) => {
+                    good.push(tx);
+                    answers.push(Ok(()));
+                }
+                Err(e) => answers.push(Err(ForwardRefusal::from_ledger(&e))),
+            }
+        }
+        self.enqueue(good);
+        answers
     }
 
     /// Whether this node currently leads (a hint: leadership can move at any moment).
@@ -162,16 +320,38 @@ impl Sequencer {
         if self.is_leader() {
             self.enqueue(good);
         } else if !good.is_empty() {
-            // Leadership moved while the request was in flight: pass the batch on.
-            let moved: Result<ForwardResponse, NodeError> = Box::pin(self.route(good)).await;
-            match moved {
-                Ok(further) => {
-                    let mut further = further.into_iter();
-                    for answer in answers.iter_mut().filter(|a| a.is_ok()) {
-                        *answer = further.next().unwrap_or(Ok(()));
-                    }
-                }
-                Err(e) => return vec![Err(ForwardRefusal::new(e.to_string())); raw.len()],
+            // Leadership moved while the request was in flight: pass the batch on, briefly;
+            // a refusal without a ledger code tells the sender to try the next leader itself.
+            let deadline = Instant::now() + PASS_ON_BUDGET;
+            let count = good.len();
+            let moved: Result<Routing, NodeError> =
+                Box::pin(self.route(good, true, deadline)).await;
+            let further: ForwardResponse = match moved {
+                // A replay refusal after an attempt that may have delivered could be this
+                // very transaction: only the sender can tell, on its own next try.
+                Ok(Routing {
+                    answers: passed,
+                    uncertain,
+                }) => passed
+                    .into_iter()
+                    .zip(uncertain)
+                    .map(|(answer, uncertain)| match answer {
+                        Err(r)
+                            if uncertain
+                                && r.invalid_code() == Some(InvalidCode::ReplayedNonce) =>
+                        {
+                            Err(ForwardRefusal::new(format!(
+                                "{r} (perhaps by this very transaction)"
+                            )))
+                        }
+                        answer => answer,
+                    })
+                    .collect(),
+                Err(e) => vec![Err(ForwardRefusal::new(e.to_string())); count],
+            };
+            let mut further = further.into_iter();
+            for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+                *answer = further.next().unwrap_or(Ok(()));
             }
         }
         answers
@@ -227,6 +407,9 @@ impl Sequencer {
                 let take = pool.len().min(MAX_BLOCK_TXS);
                 pool.drain(..take).collect()
             };
+            let batch = self
+                .chain
+                .read(|state| without_copies(state, &self.chain, batch));
             if batch.is_empty() {
                 continue;
             }
@@ -256,9 +439,12 @@ impl Sequencer {
         if pending.is_empty() {
             return;
         }
-        match self.route(pending).await {
-            Ok(answers) => {
-                let refused = answers.iter().filter(|a| a.is_err()).count();
+        match self
+            .route(pending, true, Instant::now() + LEADER_WAIT)
+            .await
+        {
+            Ok(routing) => {
+                let refused = routing.answers.iter().filter(|a| a.is_err()).count();
                 if refused > 0 {
                     tracing::warn!("the new leader refused {refused} handed-over transactions");
                 }
@@ -266,6 +452,54 @@ impl Sequencer {
             Err(e) => tracing::warn!("could not hand queued transactions to the new leader: {e}"),
         }
     }
+}
+
+/// The leader's answers to routed transactions.
+pub struct Routing {
+    /// Per transaction: accepted, or why not.
+    pub answers: ForwardResponse,
+    /// Per transaction: whether a failed earlier attempt may have delivered it, so that a
+    /// "nonce already used" answer may be about this very transaction.
+    pub uncertain: Vec<bool>,
+}
+
+/// Why a routing attempt failed.
+enum Attempt {
+    /// Worth another try (with the next leader): `leader` is the one tried, `delivered`
+    /// whether the batch may have reached it anyway.
+    Retry {
+        leader: Option<NodeId>,
+        error: NodeError,
+        delivered: bool,
+    },
+    /// No retry can help (a malformed answer).
+    Final(NodeError),
+}
+
+/// `batch` without exact copies of a transaction earlier in the batch or already in the
+/// chain. A retried forward can deliver a transaction twice; a second copy would only be
+/// recorded invalid (its nonce is used) and would shadow the first in the transaction index.
+/// A different transaction reusing a nonce stays, to be recorded invalid as before.
+fn without_copies(state: &LedgerState, chain: &Chain, batch: Vec<Transaction>) -> Vec<Transaction> {
+    // Ids are hashed only for the rare transaction whose nonce is already taken.
+    let mut first: HashMap<(MemberId, u64), usize> = HashMap::with_capacity(batch.len());
+    let mut kept: Vec<Transaction> = Vec::with_capacity(batch.len());
+    for tx in batch {
+        if state.is_nonce_used(&tx.signer, tx.nonce)
+            && matches!(chain.store().locate_tx(&tx.id()), Ok(Some(_)))
+        {
+            continue;
+        }
+        match first.get(&(tx.signer, tx.nonce)) {
+            Some(&earlier) if kept[earlier].id() == tx.id() => continue,
+            Some(_) => {}
+            None => {
+                first.insert((tx.signer, tx.nonce), kept.len());
+            }
+        }
+        kept.push(tx);
+    }
+    kept
 }
 
 impl MemberDirectory for Chain {

@@ -6,9 +6,11 @@
 //! never leave the member; the ledger gets the schema, counts and commitments only.
 //!
 //! Atomicity: rows go to a staging table that appears under its final name only when the
-//! whole input went through; the ledger record is submitted after that, and if it is not
-//! committed valid the table is dropped again. A failed run leaves neither a table nor a
-//! ledger record.
+//! whole input went through; the ledger record is submitted after that, and if the ledger
+//! refuses it or records it invalid the table is dropped again. A lost answer is chased
+//! until the outcome is known (`register`); only if it cannot be known is the table kept,
+//! and the error says so. A registered dataset whose table went missing can be restored by
+//! running `dataset add` again with the same input.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,17 +23,17 @@ use consort_data::recipe::{recipe_hash, Dedup, Recipe};
 use consort_data::store::{open_store, DatasetStore};
 use consort_data::{Column, ColumnType, Row, Schema, Value};
 use consort_ledger::dataset::{valid_dataset_name, ColumnSpec, DatasetKind, DatasetRecord};
-use consort_ledger::{Transaction, TxPayload};
 use serde::Serialize;
 use serde_json::json;
 
 pub mod fetch;
 mod held;
+mod register;
 
 pub use held::{export, list, show, verify, VerifyOutcome};
 
 use crate::client::ApiClient;
-use crate::config::{read_genesis, MemberDir};
+use crate::config::MemberDir;
 use crate::error::NodeError;
 
 /// What `dataset add` / `dataset update` were asked to do.
@@ -66,6 +68,10 @@ pub struct AddSummary {
     pub reject_file: Option<PathBuf>,
     pub commitment: String,
     pub columns: Vec<ColumnSpec>,
+    /// The ledger already held this version and its table was missing: the table was
+    /// rebuilt from the same input, nothing was registered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 /// Bytes-read callback for progress bars.
@@ -150,7 +156,10 @@ pub async fn open_member_store(dir: &MemberDir) -> Result<Arc<dyn DatasetStore>,
 struct Context {
     client: ApiClient,
     store: Arc<dyn DatasetStore>,
+    /// The version this one updates.
     current: Option<(DatasetRecord, Hash)>,
+    /// The ledger's record of this very version, when its local table is being rebuilt.
+    restoring: Option<(DatasetRecord, Hash)>,
     version: u32,
     table: String,
 }
@@ -168,12 +177,27 @@ async fn prepare(dir: &MemberDir, request: &AddRequest) -> Result<Context, NodeE
     let client = ApiClient::for_dir(dir)?;
     let me = dir.load_card()?.member_id;
     let current = ledger_record(&client, &me, &request.name).await?;
-    let version = match (&current, request.update) {
-        (Some((record, _)), false) => {
-            return Err(NodeError::Rejected(format!(
-                "dataset {} already exists (version {}); use `consort dataset update` for a new version",
-                request.name, record.version
-            )))
+    let store = open_member_store(dir).await?;
+    let table_exists = |table: String| {
+        let store = store.clone();
+        async move {
+            store
+                .table_exists(&table)
+                .await
+                .map_err(|e| NodeError::Data(e.into()))
+        }
+    };
+    let (current, restoring, version) = match (current, request.update) {
+        (Some((record, tx)), false) => {
+            if table_exists(table_name(&request.name, record.version)).await? {
+                return Err(NodeError::Rejected(format!(
+                    "dataset {} already exists (version {}); use `consort dataset update` for a new version",
+                    request.name, record.version
+                )));
+            }
+            // Registered, but the table is gone: the same input rebuilds it.
+            let version = record.version;
+            (None, Some((record, tx)), version)
         }
         (None, true) => {
             return Err(NodeError::Rejected(format!(
@@ -181,27 +205,43 @@ async fn prepare(dir: &MemberDir, request: &AddRequest) -> Result<Context, NodeE
                 request.name
             )))
         }
-        (Some((record, _)), true) => record.version + 1,
-        (None, false) => 1,
+        (Some((record, tx)), true) => {
+            let version = record.version + 1;
+            (Some((record, tx)), None, version)
+        }
+        (None, false) => (None, None, 1),
     };
-    let store = open_member_store(dir).await?;
     let table = table_name(&request.name, version);
-    if store
-        .table_exists(&table)
-        .await
-        .map_err(|e| NodeError::Data(e.into()))?
-    {
+    if table_exists(table.clone()).await? {
         return Err(NodeError::Rejected(format!(
-            "table {table} already exists in the member's database but is not on the ledger; drop it or choose another name"
+            "table {table} already exists in the member's database but the ledger has no record of it (if an earlier `dataset add` reported its outcome unknown, `consort dataset list` shows it once committed); drop the table to start over, or choose another name"
         )));
     }
     Ok(Context {
         client,
         store,
         current,
+        restoring,
         version,
         table,
     })
+}
+
+/// Registers the stored table, or, when rebuilding a registered version's missing table,
+/// checks it against the ledger's record.
+async fn finish(
+    dir: &MemberDir,
+    ctx: &Context,
+    mut record: DatasetRecord,
+    update: bool,
+) -> Result<(String, u64), NodeError> {
+    match &ctx.restoring {
+        Some((ledger, tx_id)) => {
+            record.parent = ledger.parent;
+            register::restore(ctx, ledger, *tx_id, &record).await
+        }
+        None => register::register(dir, ctx, &record, update).await,
+    }
 }
 
 /// Ingests, stores and registers a dataset (or its next version).
@@ -289,7 +329,7 @@ pub async fn add(
         ctx.version,
         ctx.current.as_ref().map(|(_, tx)| *tx),
     );
-    let (tx_id, height) = register(dir, &ctx, &record, request.update).await?;
+    let (tx_id, height) = finish(dir, &ctx, record.clone(), request.update).await?;
     Ok(AddSummary {
         name: request.name,
         version: ctx.version,
@@ -305,6 +345,7 @@ pub async fn add(
         reject_file: report.reject_file,
         commitment: report.commitment.to_string(),
         columns: record.columns,
+        restored: ctx.restoring.is_some(),
     })
 }
 
@@ -414,45 +455,6 @@ fn table_record(
     }
 }
 
-/// Submits the ledger record; if it is not committed valid, drops the table again so
-/// nothing is left half-done.
-async fn register(
-    dir: &MemberDir,
-    ctx: &Context,
-    record: &DatasetRecord,
-    update: bool,
-) -> Result<(String, u64), NodeError> {
-    let key = dir.load_key()?;
-    let genesis = read_genesis(&dir.genesis_path())?;
-    let payload = if update {
-        TxPayload::DatasetUpdate(record.clone())
-    } else {
-        TxPayload::DatasetRegister(record.clone())
-    };
-    let tx = Transaction::sign(
-        payload,
-        &key,
-        &genesis.chain_id(),
-        rand::random(),
-        crate::sequencer::now_ms(),
-    );
-    let outcome = ctx.client.submit(&tx, true).await;
-    let failure = match &outcome {
-        Ok(answer) if answer["valid"] == true => None,
-        Ok(answer) => Some(format!(
-            "the ledger recorded the registration as invalid: {}",
-            answer["reason"].as_str().unwrap_or("unknown reason")
-        )),
-        Err(e) => Some(format!("registering on the ledger failed: {e}")),
-    };
-    if let Some(reason) = failure {
-        let _ = ctx.store.drop_table(&ctx.table).await;
-        return Err(NodeError::Rejected(reason));
-    }
-    let answer = outcome.map_err(NodeError::from)?;
-    Ok((tx.id().to_string(), answer["height"].as_u64().unwrap_or(0)))
-}
-
 /// The table layout of a files dataset: one row per file, in name order.
 fn files_schema() -> Schema {
     let col = |name: &str, ty, nullable| Column {
@@ -540,7 +542,7 @@ async fn add_files(
         }
     }
     load.commit().await.map_err(|e| NodeError::Data(e.into()))?;
-    let (tx_id, height) = register(dir, &ctx, &record, request.update).await?;
+    let (tx_id, height) = finish(dir, &ctx, record, request.update).await?;
     Ok(AddSummary {
         name: request.name.clone(),
         version: ctx.version,
@@ -556,5 +558,6 @@ async fn add_files(
         reject_file: None,
         commitment: report.commitment.to_string(),
         columns: Vec::new(),
+        restored: ctx.restoring.is_some(),
     })
 }

@@ -1,31 +1,50 @@
 //! The accepting side of peer links: [`serve`] accepts TCP connections, authenticates them
-//! (TLS + hello within the handshake timeout), then reads request frames and runs each
+//! (TLS + hello within [`PRE_AUTH_TIMEOUT`]), then reads request frames and runs each
 //! request on its own task through the [`PeerHandler`], writing responses as they finish.
+//!
+//! An anonymous connection holds a socket and a task until it authenticates, so how many
+//! may wait, and from where, is bounded ([`admission`]): current members' addresses have a
+//! reserve, other sources share a pool with a per-source limit and the heaviest source is
+//! evicted first. Refusals of anonymous connections are logged a few in full per interval
+//! and otherwise counted into one summary line ([`refusals`]). An authenticated member may
+//! hold at most [`MAX_LINKS_PER_MEMBER`] links; a newer one closes its oldest.
 //!
 //! A failing link (refused key, wrong genesis, oversized or malformed frame, EOF mid-frame,
 //! a member removed from the trust set) is closed and logged at `warn`; the server keeps
 //! accepting.
 
+mod admission;
+pub(crate) mod refusals;
+
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use consort_crypto::MemberId;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+pub use admission::{MemberSources, MEMBER_RESERVE, PER_SOURCE_PENDING, SHARED_PENDING};
+
+use self::admission::{Admission, Ticket};
+use self::refusals::{RefusalLog, SUMMARY_INTERVAL};
 use super::frame::{read_frame, Message, OutFrame};
 use super::link::{accept_authenticated, write_loop, AuthenticatedLink};
 use super::{PeerContext, PeerError};
 
-/// Connections still in TLS handshake / hello at once; extra connections are dropped.
-const MAX_PENDING_HANDSHAKES: usize = 64;
+/// The longest an anonymous connection may take over its TLS handshake and hello (a
+/// shorter handshake timeout in the context wins). A member on any working network needs
+/// a few round trips; holding a slot longer only helps someone starving the others.
+pub const PRE_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Authenticated links one member may hold at once.
+pub const MAX_LINKS_PER_MEMBER: usize = 16;
 /// Requests handled concurrently per link; reading pauses (backpressure) beyond this.
 const MAX_INFLIGHT_PER_LINK: usize = 1024;
 /// Queued outgoing frames per link.
@@ -49,32 +68,63 @@ where
 }
 
 /// Accepts and serves peer links on `listener` until `shutdown` completes; then stops
-/// accepting and closes every open link.
+/// accepting and closes every open link. No source address counts as a member's.
 pub async fn serve(
     listener: TcpListener,
     ctx: PeerContext,
     handler: Arc<dyn PeerHandler>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with_members(listener, ctx, handler, MemberSources::default(), shutdown).await
+}
+
+/// [`serve`], with connections from `members`' addresses served from their own reserve.
+pub async fn serve_with_members(
+    listener: TcpListener,
+    ctx: PeerContext,
+    handler: Arc<dyn PeerHandler>,
+    members: MemberSources,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut links = JoinSet::new();
-    let handshakes = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let admission = Admission::new(members);
+    let member_links = Arc::new(MemberLinks::default());
+    let log = Arc::new(RefusalLog::new("peer connections"));
+    let mut summary = tokio::time::interval(SUMMARY_INTERVAL);
+    summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, addr)) => {
-                    let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                        warn!(peer = %addr, "dropping peer connection from {addr}: too many pending handshakes");
-                        continue;
-                    };
-                    links.spawn(serve_link(ctx.clone(), handler.clone(), tcp, addr, permit));
-                }
+                Ok((tcp, addr)) => match admission.admit(addr.ip()) {
+                    Ok(ticket) => {
+                        let link = serve_link(
+                            ctx.clone(),
+                            handler.clone(),
+                            tcp,
+                            addr,
+                            ticket,
+                            Arc::clone(&log),
+                            Arc::clone(&member_links),
+                        );
+                        links.spawn(link);
+                    }
+                    Err(refused) => {
+                        // A reset instead of a FIN leaves no TIME_WAIT behind per refusal.
+                        let _ = tcp.set_zero_linger();
+                        drop(tcp);
+                        log.refused(refused.reason(), || {
+                            format!("refused peer connection from {addr}: {refused}")
+                        });
+                    }
+                },
                 Err(e) => {
-                    warn!("accepting peer connection failed: {e}");
+                    log.refused("failed to accept", || format!("accepting peer connection failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            _ = summary.tick() => log.flush_if_due(),
             Some(_) = links.join_next(), if !links.is_empty() => {}
         }
     }
@@ -87,31 +137,103 @@ async fn serve_link(
     handler: Arc<dyn PeerHandler>,
     tcp: TcpStream,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    mut ticket: Ticket,
+    log: Arc<RefusalLog>,
+    member_links: Arc<MemberLinks>,
 ) {
     let mut peer = addr.to_string();
-    let accepted = tokio::time::timeout(
-        ctx.handshake_timeout(),
-        accept_authenticated(&ctx, tcp, &mut peer),
-    )
-    .await;
-    drop(permit);
+    let limit = ctx.handshake_timeout().min(PRE_AUTH_TIMEOUT);
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(limit, accept_authenticated(&ctx, tcp, &mut peer)) => accepted,
+        () = ticket.evicted() => {
+            log.refused("evicted for a lighter source", || {
+                format!("dropped pending peer connection from {addr}: its slot went to a source holding fewer")
+            });
+            return;
+        }
+    };
+    drop(ticket);
     let link = match accepted {
         Ok(Ok(link)) => link,
         Ok(Err(e)) => {
-            warn!(peer = %peer, "refused peer link from {peer}: {e}");
+            log.refused("failed their handshake", || {
+                format!("refused peer link from {peer}: {e}")
+            });
             return;
         }
         Err(_) => {
-            warn!(peer = %peer, "refused peer link from {peer}: handshake not completed within {:?}", ctx.handshake_timeout());
+            log.refused("did not finish their handshake in time", || {
+                format!("refused peer link from {peer}: handshake not completed within {limit:?}")
+            });
             return;
         }
     };
     let label = link.label.clone();
+    let (_registered, mut superseded) = member_links.register(link.member);
     debug!(peer = %label, "peer link established");
-    match run_link(&ctx, handler, link).await {
-        Ok(()) => debug!(peer = %label, "peer closed the link"),
-        Err(e) => warn!(peer = %label, "closing peer link {label}: {e}"),
+    tokio::select! {
+        result = run_link(&ctx, handler, link) => match result {
+            Ok(()) => debug!(peer = %label, "peer closed the link"),
+            Err(e) => warn!(peer = %label, "closing peer link {label}: {e}"),
+        },
+        _ = &mut superseded => warn!(
+            peer = %label,
+            "closing peer link {label}: the member opened more than {MAX_LINKS_PER_MEMBER} links"
+        ),
+    }
+}
+
+/// The authenticated links open per member, oldest first; dropping a sender closes its
+/// link.
+#[derive(Default)]
+struct MemberLinks {
+    state: Mutex<OpenLinks>,
+}
+
+#[derive(Default)]
+struct OpenLinks {
+    next_id: u64,
+    by_member: HashMap<MemberId, BTreeMap<u64, oneshot::Sender<()>>>,
+}
+
+/// Removes a link from [`MemberLinks`] when it ends.
+struct Registered<'a> {
+    links: &'a MemberLinks,
+    member: MemberId,
+    id: u64,
+}
+
+impl MemberLinks {
+    /// Adds a link of `member`, closing its oldest one if it holds too many; the receiver
+    /// completes when this link is closed the same way.
+    fn register(&self, member: MemberId) -> (Registered<'_>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let id = state.next_id;
+        state.next_id += 1;
+        let open = state.by_member.entry(member).or_default();
+        open.insert(id, tx);
+        while open.len() > MAX_LINKS_PER_MEMBER {
+            open.pop_first();
+        }
+        let registered = Registered {
+            links: self,
+            member,
+            id,
+        };
+        (registered, rx)
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut state = self.links.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = state.by_member.get_mut(&self.member) {
+            open.remove(&self.id);
+            if open.is_empty() {
+                state.by_member.remove(&self.member);
+            }
+        }
     }
 }
 
