@@ -141,15 +141,40 @@ async fn a_handshake_flood_neither_keeps_a_restarting_member_out_nor_fills_the_l
         assert!(tried >= 600, "only {tried} flood connections to node {i}");
         let log = read_log_from(&cluster, *i, offsets[k]);
         let lines = refusal_lines(&log);
+        // 3 lines in full and 1 summary per 10 s window, plus slack for window edges.
+        let windows = started.elapsed().as_secs() / 10 + 2;
+        let bound = windows * 4 + 5;
         assert!(
-            lines <= 25,
-            "{lines} refusal lines for {tried} refused connections:\n{log}"
+            lines as u64 <= bound,
+            "{lines} refusal lines (at most {bound}) for {tried} refused connections:\n{log}"
         );
         assert!(
             log.contains("peer connections in the last"),
             "no refusal summary in node {i}'s log:\n{log}"
         );
     }
+}
+
+/// Holding thousands of sockets needs more than the 1,024 descriptors some machines give a
+/// process by default; raise the soft limit towards the hard one, or fail saying why.
+fn raise_open_file_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < needed {
+            limit.rlim_cur = limit.rlim_max.min(needed.max(4_096));
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "this test holds {needed} sockets but the open-file limit is {}",
+        limit.rlim_cur
+    );
 }
 
 /// The node's resident set, in KiB.
@@ -202,6 +227,7 @@ async fn the_api_answers_bad_sql_with_400_and_outlasts_a_slowloris_flood() {
         assert!(message.contains(needle), "{sql}: {message}");
     }
 
+    raise_open_file_limit(2_500);
     let pid = cluster.pid(0).unwrap();
     let before = rss_kib(pid);
     let target: SocketAddr = api_addr.parse().unwrap();

@@ -193,16 +193,18 @@ impl NodeShared {
             };
             waiters.remove(&r.slot);
             self.chain.forget_waiter(&r.id);
-            results[r.slot] = match refusal.invalid_code() {
+            // Final or not is decided as `Sequencer::route` decides it: by whether the
+            // refusal carries a code at all, even one this build does not know.
+            results[r.slot] = match (refusal.code, refusal.invalid_code()) {
                 // After a forward that may have got through, perhaps by this very
                 // transaction: find out below.
-                Some(InvalidCode::ReplayedNonce) if uncertain => {
+                (_, Some(InvalidCode::ReplayedNonce)) if uncertain => {
                     replays.push((r, refusal));
                     continue;
                 }
-                Some(_) => Err(Refusal::RefusedByLeader(refusal)),
+                (Some(_), _) => Err(Refusal::RefusedByLeader(refusal)),
                 // Not a verdict on the transaction: it may have reached a leader.
-                None => Err(Refusal::NotCommitted(r.id)),
+                (None, _) => Err(Refusal::NotCommitted(r.id)),
             };
         }
         for r in &routed {
@@ -235,11 +237,14 @@ impl NodeShared {
     async fn resolve_replay(&self, r: &Routed, deadline: tokio::time::Instant) -> Replay {
         let mut heights = self.chain.subscribe_height();
         loop {
-            if let Some(committed) = self.recorded(&r.id) {
-                return Replay::Ours(committed);
-            }
+            // The nonce first: a block is in the store before its state is visible, so once
+            // the nonce shows as used the store holds whichever transaction used it. Looking
+            // in the store first could miss a block that lands between the two reads.
             if self.chain.read(|s| s.is_nonce_used(&r.signer, r.nonce)) {
-                return Replay::Other;
+                return match self.recorded(&r.id) {
+                    Some(committed) => Replay::Ours(committed),
+                    None => Replay::Other,
+                };
             }
             match tokio::time::timeout_at(deadline, heights.changed()).await {
                 Ok(Ok(())) => {}

@@ -146,7 +146,21 @@ impl Sequencer {
                     (open, slots) = (again, again_slots);
                     (metrics.borrow().current_leader, None)
                 }
-                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Final(e)) => {
+                    // Transactions answered in an earlier round, or that may have reached a
+                    // leader, must not be reported as never routed.
+                    let progressed =
+                        slots.len() < answers.len() || slots.iter().any(|&slot| uncertain[slot]);
+                    if !progressed {
+                        return Err(e);
+                    }
+                    for &slot in &slots {
+                        answers[slot] = Err(ForwardRefusal::new(format!(
+                            "{e}; it may have reached the leader before"
+                        )));
+                    }
+                    return Ok(Routing { answers, uncertain });
+                }
                 Err(Attempt::Retry {
                     leader,
                     error,
@@ -184,7 +198,12 @@ impl Sequencer {
             }
             // A new leader is worth trying at once; otherwise wait out the pause.
             let _ = tokio::time::timeout(pause, async {
-                while metrics.changed().await.is_ok() {
+                loop {
+                    if metrics.changed().await.is_err() {
+                        // Raft is shutting down: no change will come, so wait out the pause
+                        // instead of spinning.
+                        std::future::pending::<()>().await;
+                    }
                     if metrics.borrow().current_leader != tried {
                         return;
                     }

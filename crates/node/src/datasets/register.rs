@@ -23,7 +23,7 @@ use crate::error::NodeError;
 
 /// How long a lost answer is chased (lookups and resubmissions) before the outcome is
 /// reported unknown. Covers a node restart plus a Raft election with room to spare.
-pub const OUTCOME_BUDGET: Duration = Duration::from_secs(20);
+pub const OUTCOME_BUDGET: Duration = Duration::from_secs(45);
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// What became of a registration.
