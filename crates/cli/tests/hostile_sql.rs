@@ -245,6 +245,19 @@ async fn the_api_refuses_hostile_sql_without_crashing() {
         assert_bad_request(&err, needle);
         assert_eq!(status_code(&err), 400);
     }
+    // A well-formed query that the owner's policy refuses (no grant) is a 403, not a
+    // conflict.
+    let err = client
+        .post_json_waiting(
+            "/api/query",
+            &json!({ "sql": "SELECT COUNT(*) FROM visits", "timeout_secs": 30 }),
+            Duration::from_secs(45),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 403, "{err}");
+    assert!(err.to_string().contains("refused by"), "{err}");
+
     // A member's own signed request with such SQL is refused at intake (fresh chains start
     // under the latest rules, so validation would record it invalid too).
     let tx = hostile_request(&cluster, 1, &plus_chain("visits")).await;

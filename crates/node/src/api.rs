@@ -62,6 +62,10 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
             NodeError::Rejected(_) => StatusCode::CONFLICT,
+            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            NodeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            NodeError::PeersFailed(_) => StatusCode::BAD_GATEWAY,
+            NodeError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             NodeError::NoQuorum(_) | NodeError::Halted(_) => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Ledger(LedgerError::Rejected(..)) => StatusCode::CONFLICT,
             NodeError::Ledger(LedgerError::Decode { .. }) => StatusCode::BAD_REQUEST,

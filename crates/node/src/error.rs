@@ -28,6 +28,18 @@ pub enum NodeError {
     NoQuorum(String),
     #[error("{0}")]
     Rejected(String),
+    /// The caller's request is malformed or meaningless here (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A member's policy refused the request (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Other members failed to complete the work, e.g. an MPC session (HTTP 502).
+    #[error("{0}")]
+    PeersFailed(String),
+    /// No outcome within the time allowed (HTTP 504).
+    #[error("{0}")]
+    TimedOut(String),
     #[error("storage: {0}")]
     Storage(String),
     #[error("raft: {0}")]

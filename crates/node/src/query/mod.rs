@@ -247,11 +247,11 @@ pub async fn run_query(
     let plan = node
         .chain
         .read(|s| consort_query::plan(sql, &catalog(s)))
-        .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        .map_err(|e| NodeError::BadRequest(e.to_string()))?;
     let plan_hash = plan.hash();
     let live = live_members(node).await;
     let compute = choose_compute(&plan_hash, &live).ok_or_else(|| {
-        NodeError::Rejected(format!(
+        NodeError::NoQuorum(format!(
             "a joint query needs three live members to compute it; only {} answered",
             live.len()
         ))
@@ -277,7 +277,7 @@ pub async fn run_query(
         });
         if let Some((result, _)) = &result {
             if let QueryOutcome::Failed { reason } = &result.outcome {
-                return Err(NodeError::Rejected(format!(
+                return Err(NodeError::PeersFailed(format!(
                     "query {query} failed: {reason}"
                 )));
             }
@@ -286,14 +286,14 @@ pub async fn run_query(
             let name = member_name(node, member);
             let reason = format!("refused by {name}: {}", decision.reason);
             record_failure(node, query, reason.clone()).await;
-            return Err(NodeError::Rejected(format!("query {query} {reason}")));
+            return Err(NodeError::Forbidden(format!("query {query} {reason}")));
         }
         if let Some(answer) = node.queries.take_answer(&query) {
             match answer {
                 Ok(table) => return finish(node, query, table, deadline).await,
                 Err(reason) => {
                     record_failure(node, query, reason.clone()).await;
-                    return Err(NodeError::Rejected(format!(
+                    return Err(NodeError::PeersFailed(format!(
                         "query {query} failed: {reason}"
                     )));
                 }
@@ -312,14 +312,14 @@ pub async fn run_query(
                 DECISION_TIMEOUT.as_secs()
             );
             record_failure(node, query, reason.clone()).await;
-            return Err(NodeError::Rejected(format!(
+            return Err(NodeError::TimedOut(format!(
                 "query {query} failed: {reason}"
             )));
         }
         if now >= deadline {
             let reason = format!("no answer within {} s", timeout.as_secs());
             record_failure(node, query, reason.clone()).await;
-            return Err(NodeError::Rejected(format!(
+            return Err(NodeError::TimedOut(format!(
                 "query {query} failed: {reason}"
             )));
         }
@@ -370,7 +370,7 @@ async fn finish(
             });
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(NodeError::Rejected(format!(
+            return Err(NodeError::TimedOut(format!(
                 "query {query}: the answer arrived but the compute nodes' attestation was not recorded in time"
             )));
         }
