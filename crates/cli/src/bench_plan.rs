@@ -109,6 +109,41 @@ pub fn run(args: BenchPlanArgs) -> Result<i32> {
             "bounded_us": b, "unbounded_us": u, "ratio": b / u,
         }));
     }
+    // The hostile requests of issue 15 are refused. The unbounded planner overflowed a
+    // node's stack on the first, so only the refusal is timed.
+    let hostile = [
+        ("65 KB 1+1+… chain", {
+            let head = "SELECT COUNT(*) FROM visits WHERE age > 1";
+            head.to_string() + &"+1".repeat((65_536 - head.len()) / 2)
+        }),
+        ("1,000-deep + chain", {
+            format!(
+                "SELECT COUNT(*) FROM visits WHERE age > 1{}",
+                " + 1".repeat(1_000)
+            )
+        }),
+    ];
+    for (name, sql) in hostile {
+        let mut refused = Vec::new();
+        for _ in 0..args.runs {
+            let started = Instant::now();
+            for _ in 0..args.iterations.div_ceil(10) {
+                if consort_query::plan(&sql, &catalog).is_ok() {
+                    bail!("{name} was planned; it must be refused");
+                }
+            }
+            refused
+                .push(started.elapsed().as_secs_f64() * 1e6 / args.iterations.div_ceil(10) as f64);
+        }
+        let r = median(refused);
+        if !args.json {
+            println!(
+                "{name:<18} {:>6} bytes  refused {r:>9.1} µs  (not given to the unbounded planner)",
+                sql.len()
+            );
+        }
+        report.push(json!({ "workload": name, "sql_bytes": sql.len(), "refused_us": r }));
+    }
     if args.json {
         crate::commands::print_json(
             &json!({ "iterations": args.iterations, "runs": args.runs, "results": report }),

@@ -5,12 +5,14 @@
 //!    text, which bound every tree the parser can build from it;
 //! 2. a depth check of every expression in the parsed statement, so the planner's own
 //!    recursive walks never go deeper than [`MAX_EXPR_DEPTH`];
-//! 3. parsing, planning and dropping the syntax tree on a thread of its own with a large
-//!    stack, so that a tree the limits still admit (a 4,000-operator chain is flat text but a
+//! 3. parsing, planning and dropping the syntax tree on the planning thread, which has a
+//!    large stack, so that a tree the limits still admit (a long chain is flat text but a
 //!    deep tree) is walked and freed where the stack cannot run out, and any panic becomes a
-//!    refusal instead of taking the node down.
+//!    refusal instead of taking the node down. Plans queue for that one thread; a refused
+//!    hostile query costs it milliseconds.
 
 use std::ops::ControlFlow;
+use std::sync::{mpsc, Mutex, OnceLock};
 
 use consort_ledger::sql_limits::{self, SQL_LIMITS};
 use sqlparser::ast::{Expr, Statement, Visit, Visitor};
@@ -65,19 +67,61 @@ pub(crate) fn check_depth(statement: &Statement) -> Result<(), QueryError> {
     }
 }
 
-/// Runs `work` on a planning thread with a large stack; a panic in it becomes an error.
-pub(crate) fn on_planner_stack<T: Send>(
-    work: impl FnOnce() -> Result<T, QueryError> + Send,
-) -> Result<T, QueryError> {
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The planning thread: started on first use and kept, because starting a thread with a
+/// large stack for every plan cost about 0.1 ms, several times the plan itself.
+fn planner() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
+    static PLANNER: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    PLANNER
+        .get_or_init(|| {
+            let (jobs, inbox) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("consort-plan".into())
+                .stack_size(PLANNER_STACK_BYTES)
+                .spawn(move || {
+                    for job in inbox {
+                        // A panic drops the job's reply sender, which its caller reports;
+                        // the thread lives on for the next plan.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(jobs))
+        })
+        .as_ref()
+}
+
+/// Plans `sql` on the planning thread, whose large stack outlives any tree the limits admit;
+/// a panic in the planner becomes an error. Falls back to a thread of its own if the
+/// planning thread could not be started.
+pub(crate) fn plan_on_planner_stack(
+    sql: &str,
+    catalog: &crate::plan::Catalog,
+) -> Result<crate::plan::Plan, QueryError> {
+    let failed = || QueryError::Invalid("the planner failed on this query".into());
+    if let Some(planner) = planner() {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let (sql, catalog) = (sql.to_string(), catalog.clone());
+        let job: Job = Box::new(move || {
+            let _ = reply.send(crate::parse::plan_sql(&sql, &catalog));
+        });
+        let sent = planner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .is_ok();
+        if sent {
+            return answer.recv().map_err(|_| failed())?;
+        }
+    }
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
-            .name("consort-plan".into())
+            .name("consort-plan-once".into())
             .stack_size(PLANNER_STACK_BYTES)
-            .spawn_scoped(scope, work)
+            .spawn_scoped(scope, || crate::parse::plan_sql(sql, catalog))
             .map_err(|e| QueryError::Invalid(format!("cannot start the planner: {e}")))?;
-        handle
-            .join()
-            .map_err(|_| QueryError::Invalid("the planner failed on this query".into()))?
+        handle.join().map_err(|_| failed())?
     })
 }
 

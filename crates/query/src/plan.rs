@@ -257,7 +257,7 @@ pub struct Plan {
 /// ([`crate::bounds`]).
 pub fn plan(sql: &str, catalog: &Catalog) -> Result<Plan, QueryError> {
     crate::bounds::check_lexical(sql)?;
-    crate::bounds::on_planner_stack(|| crate::parse::plan_sql(sql, catalog))
+    crate::bounds::plan_on_planner_stack(sql, catalog)
 }
 
 impl Plan {
