@@ -401,6 +401,7 @@ fn print_status(s: &Value) {
     println!("height    {}", s["height"]);
     println!("head      {}", s["head_hash"].as_str().unwrap_or(""));
     println!("chain id  {}", s["chain_id"].as_str().unwrap_or(""));
+    println!("rules     version {}", s["rules_version"]);
     if let Some(reason) = s["halted"].as_str() {
         println!("HALTED    {reason}");
     }

@@ -90,7 +90,7 @@ fn print_dataset(d: &Value) {
         if d["stored"] == true {
             ""
         } else {
-            " (MISSING locally)"
+            " (MISSING locally: `dataset add` with the original input rebuilds it)"
         }
     );
     println!("  commitment {}", d["commitment"].as_str().unwrap_or(""));
