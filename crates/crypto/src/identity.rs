@@ -52,6 +52,30 @@ impl PublicKey {
     pub fn is_valid(&self) -> bool {
         VerifyingKey::from_bytes(&self.0).is_ok_and(|vk| !vk.is_weak())
     }
+
+    /// Whether the key's y-coordinate is encoded below p, as RFC 8032 decoding requires
+    /// (curve25519-dalek also accepts y + p for the 19 smallest y).
+    pub fn is_canonical(&self) -> bool {
+        is_canonical_point_encoding(&self.0)
+    }
+}
+
+/// Whether a compressed Edwards point's y-coordinate (the low 255 bits, little-endian) is
+/// below p = 2^255 - 19. Only the encodings y + p of y < 19 fail.
+pub fn is_canonical_point_encoding(bytes: &[u8; 32]) -> bool {
+    let top_is_max = bytes[31] & 0x7f == 0x7f;
+    let middle_is_max = bytes[1..31].iter().all(|b| *b == 0xff);
+    !(top_is_max && middle_is_max && bytes[0] >= 0xed)
+}
+
+impl Signature {
+    /// Whether R, the signature's first 32 bytes, is a canonical point encoding (see
+    /// [`is_canonical_point_encoding`]). S is held canonical by strict verification.
+    pub fn has_canonical_r(&self) -> bool {
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&self.0[..32]);
+        is_canonical_point_encoding(&r)
+    }
 }
 
 impl MemberId {
@@ -296,6 +320,55 @@ fn verify_chunk<M: AsRef<[u8]>>(chunk: &[(PublicKey, M, Signature)]) -> Vec<bool
                 .is_ok(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    /// p = 2^255 - 19, little-endian.
+    fn p_plus(y: u8) -> [u8; 32] {
+        let mut b = [0xffu8; 32];
+        b[31] = 0x7f;
+        b[0] = 0xed + y;
+        b
+    }
+
+    #[test]
+    fn only_y_at_or_above_p_is_non_canonical() {
+        for y in 0..19 {
+            assert!(!is_canonical_point_encoding(&p_plus(y)), "p + {y}");
+            let mut signed = p_plus(y);
+            signed[31] |= 0x80;
+            assert!(!is_canonical_point_encoding(&signed), "-(p + {y})");
+        }
+        let mut below = p_plus(0);
+        below[0] = 0xec;
+        assert!(is_canonical_point_encoding(&below));
+        assert!(is_canonical_point_encoding(&[0u8; 32]));
+        let key = SecretKey::generate().public_key();
+        assert!(key.is_canonical());
+    }
+
+    #[test]
+    fn a_non_canonical_key_that_dalek_accepts_is_found_and_refused() {
+        // Some y < 19 is a point of large order; its encoding y + p decodes in dalek.
+        let accepted = (0..19)
+            .map(|y| PublicKey(p_plus(y)))
+            .find(|k| k.is_valid())
+            .expect("a non-canonical encoding that is_valid accepts");
+        assert!(!accepted.is_canonical());
+    }
+
+    #[test]
+    fn signatures_carry_canonical_r_unless_crafted() {
+        let key = SecretKey::generate();
+        let sig = key.sign(b"m");
+        assert!(sig.has_canonical_r());
+        let mut crafted = sig;
+        crafted.0[..32].copy_from_slice(&p_plus(3));
+        assert!(!crafted.has_canonical_r());
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,14 @@ impl Genesis {
                     member.name
                 ));
             }
+            if self.rules_version >= crate::rules_limits::RULES_V2
+                && !member.public_key.is_canonical()
+            {
+                return fail(format!(
+                    "member {:?} has a public key that is not canonically encoded (y is not below p)",
+                    member.name
+                ));
+            }
             if !keys.insert(member.public_key) {
                 return fail(format!(
                     "public key {} appears more than once",

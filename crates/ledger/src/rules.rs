@@ -94,6 +94,11 @@ impl<'s> BlockEffects<'s> {
                 format!("signer {} is not a member", tx.signer),
             );
         }
+        if self.rules_version >= crate::rules_limits::RULES_V2 {
+            if let Err(outcome) = crate::rules_limits::check_signature_encoding(tx) {
+                return outcome;
+            }
+        }
         if !signature_ok {
             return TxOutcome::invalid(
                 InvalidCode::BadSignature,
@@ -247,7 +252,9 @@ impl<'s> BlockEffects<'s> {
             let Some(info) = members.get(&approval.member) else {
                 continue;
             };
-            if verify(&info.public_key, &message, &approval.signature).is_ok() {
+            let canonical = self.rules_version < crate::rules_limits::RULES_V2
+                || approval.signature.has_canonical_r();
+            if canonical && verify(&info.public_key, &message, &approval.signature).is_ok() {
                 approvers.insert(approval.member);
             }
         }

@@ -76,6 +76,11 @@ pub(crate) fn check(payload: &TxPayload) -> Result<(), TxOutcome> {
             }
         }
         TxPayload::MemberAdd(info) => {
+            if !info.public_key.is_canonical() {
+                return Err(bad(
+                    "the member key is not canonically encoded (y is not below p)".into(),
+                ));
+            }
             check_name("the member name", &info.name)?;
             check_text("the peer address", &info.peer_addr, MAX_NAME_BYTES)?;
             check_text("the API address", &info.api_addr, MAX_NAME_BYTES)?;
@@ -113,6 +118,26 @@ pub(crate) fn check(payload: &TxPayload) -> Result<(), TxOutcome> {
         | TxPayload::RulesUpgrade { .. } => {}
     }
     Ok(())
+}
+
+/// The signature's R must be a canonical point encoding under rule version 2 (FORMAT.md
+/// §8.4); S is held canonical by strict verification in every version.
+pub(crate) fn check_signature_encoding(tx: &crate::tx::Transaction) -> Result<(), TxOutcome> {
+    if tx.signature.has_canonical_r() {
+        Ok(())
+    } else {
+        Err(TxOutcome::invalid(
+            InvalidCode::BadSignature,
+            "the signature's R is not canonically encoded (y is not below p)",
+        ))
+    }
+}
+
+/// What an honest node refuses at intake whatever the chain's version: everything the
+/// newest rules refuse on the transaction alone.
+pub(crate) fn check_intake(tx: &crate::tx::Transaction) -> Result<(), TxOutcome> {
+    check_signature_encoding(tx)?;
+    check(&tx.payload)
 }
 
 /// `text` cut to at most [`MAX_TEXT_BYTES`] at a character boundary, for reasons a node

@@ -282,7 +282,7 @@ impl LedgerState {
                 match effects.process(enc, signature_ok, &self.chain_id) {
                     // An honest node takes in nothing the latest rules would refuse, even
                     // while the chain still runs under older ones.
-                    TxOutcome::Valid => match crate::rules_limits::check(&enc.tx.payload) {
+                    TxOutcome::Valid => match crate::rules_limits::check_intake(enc.tx) {
                         Err(TxOutcome::Invalid { code, detail }) => {
                             Err(LedgerError::Rejected(code, detail))
                         }
@@ -368,13 +368,17 @@ impl LedgerState {
                 header.proposer
             )));
         };
+        // Rule version 2 also wants R encoded canonically, as RFC 8032 decoding does (§8.4).
+        let canonical =
+            self.rules_version < crate::rules_limits::RULES_V2 || block.signature.has_canonical_r();
         if check_signatures
-            && verify(
-                &proposer.public_key,
-                &header.signing_message(),
-                &block.signature,
-            )
-            .is_err()
+            && (!canonical
+                || verify(
+                    &proposer.public_key,
+                    &header.signing_message(),
+                    &block.signature,
+                )
+                .is_err())
         {
             return Err(fail(format!(
                 "block signature does not verify under proposer {}",
