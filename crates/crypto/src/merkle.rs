@@ -193,11 +193,17 @@ mod tests {
     #[test]
     fn rfc6962_reference_roots() {
         let leaves: Vec<Vec<u8>> = CT_LEAVES.iter().map(|h| hex::decode(h).unwrap()).collect();
+        // docs/FORMAT.md §13 lists every root, so an implementer can check without this code.
+        let format = include_str!("../../../docs/FORMAT.md");
         for n in 1..=8 {
             assert_eq!(
                 root(&leaves[..n]).to_string(),
                 CT_ROOTS[n - 1],
                 "tree of {n} leaves"
+            );
+            assert!(
+                format.contains(&format!("n={n}  {}", CT_ROOTS[n - 1])),
+                "docs/FORMAT.md §13 lacks the root of {n} leaves"
             );
         }
     }
