@@ -125,6 +125,15 @@ async fn majority_signed_member_add_and_remove() {
         .await
         .unwrap();
 
+    // A transaction of gamma's, to prove after gamma is gone.
+    let gamma_tx = signed(&cluster, 2, 2);
+    let r = cluster.members[2]
+        .client
+        .submit(&gamma_tx, true)
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "committed", "{r}");
+
     // Remove gamma: three of four must sign.
     let gamma_id = cluster.members[2]
         .dir
@@ -180,4 +189,40 @@ async fn majority_signed_member_add_and_remove() {
     let export = cluster.members[delta].client.export().await.unwrap();
     consort_cli::commands::verify_export_bytes(&export)
         .expect("chain with membership changes verifies");
+
+    // Every transaction stays provable: gamma's, made before its removal, and the genesis
+    // transaction at height 0 (whose id `ledger show 0` gives).
+    let (code, out, err) = consort(&[
+        "--dir",
+        &dir_of(&cluster, 0),
+        "ledger",
+        "show",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let block0: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let genesis_tx = block0["txs"][0]["tx_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("block 0 lists its transaction: {block0}"))
+        .to_string();
+    for (what, txid) in [
+        ("gamma's", gamma_tx.id().to_string()),
+        ("the genesis", genesis_tx),
+    ] {
+        let proof = root.path().join("proof.json");
+        let proof_s = proof.to_str().unwrap();
+        let (code, out, err) = consort(&[
+            "--dir",
+            &dir_of(&cluster, 0),
+            "ledger",
+            "proof",
+            &txid,
+            "--out",
+            proof_s,
+        ]);
+        assert_eq!(code, 0, "proof of {what} transaction: {out}{err}");
+        let (code, out, err) = consort(&["ledger", "verify-proof", proof_s]);
+        assert_eq!(code, 0, "verify-proof of {what} transaction: {out}{err}");
+    }
 }

@@ -335,33 +335,42 @@ async fn transaction(State(shared): State<Arc<NodeShared>>, Path(raw): Path<Stri
 async fn proof(State(shared): State<Arc<NodeShared>>, Path(raw): Path<String>) -> ApiResult {
     let id = parse_tx_id(&raw)?;
     let (block, index) = locate(&shared, &id)?;
-    let proof = shared.chain.read(|state| {
-        let key_of = |id: &consort_crypto::MemberId| {
-            state
-                .members()
-                .get(id)
-                .map(|m| m.public_key)
-                .ok_or_else(|| {
-                    NodeError::Rejected(format!(
-                        "member {id} is no longer in the consortium; its key is unknown"
-                    ))
-                })
-        };
-        let tx = block
-            .txs
-            .get(index as usize)
-            .ok_or_else(|| NodeError::Internal("tx index out of range".into()))?;
-        Ok::<_, NodeError>(InclusionProof::build(
-            &block,
-            index as usize,
-            key_of(&block.header.proposer)?,
-            key_of(&tx.signer)?,
-            state.chain_id(),
-        )?)
-    })?;
+    let chain = shared.chain.clone();
+    let proof = tokio::task::spawn_blocking(move || build_proof(&chain, &block, index))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(serde_json::to_value(&proof).map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     })?))
+}
+
+/// The proof of transaction `index` of `block`, with the keys of its proposer and signer
+/// as they were, so members removed since keep their transactions provable. Block 0 has
+/// neither (its proof is checked against the genesis itself).
+fn build_proof(
+    chain: &crate::chain::Chain,
+    block: &consort_ledger::Block,
+    index: u32,
+) -> Result<InclusionProof, NodeError> {
+    let tx = block
+        .txs
+        .get(index as usize)
+        .ok_or_else(|| NodeError::Internal("tx index out of range".into()))?;
+    let key_of = |id: &consort_crypto::MemberId| -> Result<consort_crypto::PublicKey, NodeError> {
+        if block.header.height == 0 {
+            return Ok(consort_crypto::PublicKey([0; 32]));
+        }
+        chain.member_key_ever(id)?.ok_or_else(|| {
+            NodeError::Internal(format!("member {id} was never admitted on this chain"))
+        })
+    };
+    Ok(InclusionProof::build(
+        block,
+        index as usize,
+        key_of(&block.header.proposer)?,
+        key_of(&tx.signer)?,
+        chain.read(|s| s.chain_id()),
+    )?)
 }
 
 async fn export(State(shared): State<Arc<NodeShared>>) -> Result<Response, ApiError> {

@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use consort_crypto::{Hash, MemberId};
-use consort_ledger::{Block, BlockStore, LedgerState, TxOutcome};
+use consort_crypto::{Hash, MemberId, PublicKey};
+use consort_ledger::{Block, BlockStore, LedgerState, TxOutcome, TxPayload};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
@@ -263,6 +263,33 @@ impl Chain {
         })
         .await
         .map_err(|e| NodeError::Internal(format!("submission check failed: {e}")))
+    }
+
+    /// The key of `id` as a current member, or else as it was admitted (by the genesis or a
+    /// valid `MemberAdd`) before its removal: a proof of an old transaction needs its
+    /// signer's and proposer's keys. Ids are derived from keys, so the key is unambiguous.
+    /// A removed member costs a scan of the stored chain.
+    pub fn member_key_ever(&self, id: &MemberId) -> Result<Option<PublicKey>, NodeError> {
+        if let Some(key) = self.read(|s| s.member_key(id)) {
+            return Ok(Some(key));
+        }
+        let top = self.store.height()?.unwrap_or(0);
+        for height in 0..=top {
+            let Some(block) = self.store.block(height)? else {
+                continue;
+            };
+            for (tx, outcome) in block.txs.iter().zip(&block.outcomes) {
+                let admitted: Vec<&consort_ledger::MemberInfo> = match &tx.payload {
+                    TxPayload::Genesis(genesis) => genesis.members.iter().collect(),
+                    TxPayload::MemberAdd(info) if outcome.is_valid() => vec![info],
+                    _ => Vec::new(),
+                };
+                if let Some(info) = admitted.into_iter().find(|info| info.id() == *id) {
+                    return Ok(Some(info.public_key));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The whole stored chain in the export format of docs/FORMAT.md.
