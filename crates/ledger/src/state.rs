@@ -280,7 +280,11 @@ impl LedgerState {
             .map(|(enc, signature_ok)| {
                 let mut effects = BlockEffects::new(self, 1);
                 match effects.process(enc, signature_ok, &self.chain_id) {
-                    // An honest node takes in nothing the latest rules would refuse, even
+                    // Under the newest rules `process` has checked everything already.
+                    TxOutcome::Valid if self.rules_version >= crate::rules_limits::LATEST_RULES => {
+                        Ok(())
+                    }
+                    // An honest node takes in nothing the newest rules would refuse, even
                     // while the chain still runs under older ones.
                     TxOutcome::Valid => match crate::rules_limits::check_intake(enc.tx) {
                         Err(TxOutcome::Invalid { code, detail }) => {

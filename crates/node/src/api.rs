@@ -491,12 +491,7 @@ struct QueryBody {
 /// Runs a joint query as the requester and answers with the revealed table.
 async fn query(State(shared): State<Arc<NodeShared>>, body: Body) -> ApiResult {
     let request: QueryBody = parse_json(body)?;
-    // SQL that does not plan against the catalog is the caller's mistake (400), told
-    // before any member is pinged; `run_query` plans it again (cheap, and pure).
-    shared
-        .chain
-        .read(|s| consort_query::plan(&request.sql, &crate::query::catalog(s)))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // `run_query` plans first: SQL that does not plan is a 400 before anything is recorded.
     let timeout =
         std::time::Duration::from_secs(request.timeout_secs.unwrap_or(120).clamp(1, 3600));
     let answer = crate::query::run_query(&shared, &request.sql, timeout).await?;
