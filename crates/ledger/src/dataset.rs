@@ -36,6 +36,35 @@ impl DatasetKind {
     }
 }
 
+/// How a table's rows are committed to (`docs/FORMAT.md` §14.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommitmentScheme {
+    /// Leaf = the whole row's canonical encoding. Anyone holding a leaf can test guesses
+    /// of the row against it, so a column-subset fetch is refused for such datasets.
+    /// The only scheme of files datasets, and of tables before rule version 3.
+    #[default]
+    RowHash,
+    /// Leaf = the column count and each column's hash salted with a per-cell secret of
+    /// the owner's: a value can be opened alone, and the others stay hidden. Rule
+    /// version 3 and later.
+    SaltedColumns,
+}
+
+impl CommitmentScheme {
+    pub fn is_row_hash(&self) -> bool {
+        *self == CommitmentScheme::RowHash
+    }
+
+    /// The name used in JSON and on the command line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CommitmentScheme::RowHash => "row-hash",
+            CommitmentScheme::SaltedColumns => "salted-columns",
+        }
+    }
+}
+
 /// One column of a registered schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnSpec {
@@ -65,11 +94,26 @@ pub struct DatasetRecord {
     pub version: u32,
     /// For an update: the id of the transaction that registered the version it supersedes.
     pub parent: Option<Hash>,
+    /// How `commitment` was computed. Carried in the kind byte of the encoding (§3.2):
+    /// 0 a row-hash table, 1 files, 2 a salted-columns table.
+    #[serde(default, skip_serializing_if = "CommitmentScheme::is_row_hash")]
+    pub commitment_scheme: CommitmentScheme,
 }
+
+/// Kind byte of a table committed under [`CommitmentScheme::SaltedColumns`].
+const KIND_SALTED_TABLE: u8 = 2;
+/// Written only for a files record that claims salted columns, which no honest node
+/// builds; no decoder accepts it.
+const KIND_SALTED_FILES: u8 = 3;
 
 impl DatasetRecord {
     pub(crate) fn encode_into(&self, w: &mut Writer) {
-        w.string(&self.name).u8(self.kind.code());
+        let kind = match (self.kind, self.commitment_scheme) {
+            (kind, CommitmentScheme::RowHash) => kind.code(),
+            (DatasetKind::Table, CommitmentScheme::SaltedColumns) => KIND_SALTED_TABLE,
+            (DatasetKind::Files, CommitmentScheme::SaltedColumns) => KIND_SALTED_FILES,
+        };
+        w.string(&self.name).u8(kind);
         w.list(&self.columns, |w, c| {
             w.string(&c.name).string(&c.ty).bool(c.nullable);
         });
@@ -85,9 +129,10 @@ impl DatasetRecord {
 
     pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let name = r.string()?;
-        let kind = match r.u8()? {
-            0 => DatasetKind::Table,
-            1 => DatasetKind::Files,
+        let (kind, commitment_scheme) = match r.u8()? {
+            0 => (DatasetKind::Table, CommitmentScheme::RowHash),
+            1 => (DatasetKind::Files, CommitmentScheme::RowHash),
+            KIND_SALTED_TABLE => (DatasetKind::Table, CommitmentScheme::SaltedColumns),
             other => return Err(r.error(format!("unknown dataset kind {other}"))),
         };
         // A column is at least: two empty strings (4 + 4) and a bool (1).
@@ -108,6 +153,7 @@ impl DatasetRecord {
             recipe_hash: r.hash()?,
             version: r.u32()?,
             parent: r.option(|r| r.hash())?,
+            commitment_scheme,
         })
     }
 
@@ -126,6 +172,9 @@ impl DatasetRecord {
             }
             DatasetKind::Files if !self.columns.is_empty() => {
                 return Err("a files dataset has no columns".into())
+            }
+            DatasetKind::Files if !self.commitment_scheme.is_row_hash() => {
+                return Err("a files dataset has no salted-columns commitment".into())
             }
             _ => {}
         }

@@ -156,6 +156,7 @@ impl<'s> BlockEffects<'s> {
             TxPayload::DatasetRegister(record) | TxPayload::DatasetUpdate(record) => {
                 let checked = record
                     .check_shape()
+                    .and_then(|()| self.check_commitment_scheme(record))
                     .map_err(|reason| TxOutcome::invalid(InvalidCode::BadPayload, reason))
                     .and_then(|()| match &tx.payload {
                         TxPayload::DatasetRegister(_) => {
@@ -283,6 +284,23 @@ impl<'s> BlockEffects<'s> {
             }
         }
         Ok(())
+    }
+
+    /// The salted-columns commitment scheme is a rule of version 3 (`docs/FORMAT.md`
+    /// §8.4): a build that predates it cannot decode the record, so under older versions
+    /// such a record is refused rather than judged.
+    fn check_commitment_scheme(&self, record: &DatasetRecord) -> Result<(), String> {
+        if record.commitment_scheme.is_row_hash()
+            || self.rules_version >= crate::rules_limits::RULES_V3
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the {} commitment scheme needs rule version {}; this chain is at version {}",
+            record.commitment_scheme.as_str(),
+            crate::rules_limits::RULES_V3,
+            self.rules_version
+        ))
     }
 
     /// After the shape check: the rules of a registration.

@@ -13,8 +13,11 @@ use crate::tx::TxPayload;
 pub const RULES_V1: u32 = 1;
 /// Version 1 plus the SQL lexical limits ([`sql_limits`]) and the name and text caps below.
 pub const RULES_V2: u32 = 2;
+/// Version 2 plus hiding dataset commitments (`CommitmentScheme::SaltedColumns`, FORMAT.md
+/// §14.1) and block signatures that name the chain id (§5.3).
+pub const RULES_V3: u32 = 3;
 /// The newest version this build can judge; new chains start under it.
-pub const LATEST_RULES: u32 = RULES_V2;
+pub const LATEST_RULES: u32 = RULES_V3;
 
 /// Member, column and granted-column names, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;

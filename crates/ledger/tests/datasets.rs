@@ -33,6 +33,7 @@ fn record(
         recipe_hash: hash_domain("test-recipe", &[]),
         version,
         parent,
+        commitment_scheme: Default::default(),
     }
 }
 
@@ -245,4 +246,75 @@ fn dataset_payloads_round_trip_the_canonical_encoding() {
             assert!(Transaction::decode(&bytes[..cut]).is_err());
         }
     }
+}
+
+#[test]
+fn salted_column_commitments_are_a_rule_of_version_3() {
+    use consort_ledger::dataset::CommitmentScheme;
+    let salted = |name: &str, version: u32, parent: Option<Hash>| DatasetRecord {
+        commitment_scheme: CommitmentScheme::SaltedColumns,
+        ..record(name, visits_v1(), version, parent)
+    };
+    // The scheme travels in the kind byte: 2 for a salted-columns table. The two
+    // transactions below differ only in it (same signer, nonce and timestamp).
+    let mut l = Ledger::new();
+    let tx = l.tx(1, TxPayload::DatasetRegister(salted("visits", 1, None)));
+    let bytes = tx.encode();
+    assert_eq!(Transaction::decode(&bytes).unwrap(), tx);
+    l.nonce -= 1;
+    let plain = l
+        .tx(1, TxPayload::DatasetRegister(record("visits", visits_v1(), 1, None)))
+        .encode();
+    let differ: Vec<usize> = (0..bytes.len().min(plain.len()))
+        .filter(|&i| bytes[i] != plain[i])
+        .collect();
+    let at = differ[0];
+    assert_eq!((bytes[at], plain[at]), (2, 0));
+    // Kind 3 (salted files) never decodes.
+    let mut files = bytes.clone();
+    files[at] = 3;
+    assert!(Transaction::decode(&files).is_err());
+
+    // Under rule version 2 the record is refused, naming the version it needs ...
+    let keys = sample_keys(3);
+    let mut genesis = sample_genesis(&keys);
+    genesis.rules_version = consort_ledger::rules_limits::RULES_V2;
+    let mut old = Ledger {
+        state: LedgerState::from_genesis(&genesis).unwrap(),
+        keys,
+        nonce: 0,
+    };
+    let tx = old.tx(1, TxPayload::DatasetRegister(salted("visits", 1, None)));
+    match &old.commit(vec![tx])[0] {
+        TxOutcome::Invalid { code, detail } => {
+            assert_eq!(*code, InvalidCode::BadPayload);
+            assert!(detail.contains("needs rule version 3"), "{detail}");
+        }
+        other => panic!("accepted under version 2: {other:?}"),
+    }
+    // ... while a row-hash table registers, and under version 3 an update moves it to the
+    // salted scheme.
+    let mut l = Ledger::new();
+    let register = l.tx(
+        1,
+        TxPayload::DatasetRegister(record("visits", visits_v1(), 1, None)),
+    );
+    let parent = register.id();
+    let update = l.tx(1, TxPayload::DatasetUpdate(salted("visits", 2, Some(parent))));
+    assert_eq!(
+        l.commit(vec![register, update])
+            .iter()
+            .map(code)
+            .collect::<Vec<_>>(),
+        vec![None, None]
+    );
+    let owner = l.keys[1].member_id();
+    assert_eq!(
+        l.state
+            .dataset(&owner, "visits")
+            .unwrap()
+            .record
+            .commitment_scheme,
+        CommitmentScheme::SaltedColumns
+    );
 }

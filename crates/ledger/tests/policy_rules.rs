@@ -83,6 +83,7 @@ impl Ledger {
             recipe_hash: h("recipe"),
             version: 1,
             parent: None,
+            commitment_scheme: Default::default(),
         };
         let tx = self.tx(owner, TxPayload::DatasetRegister(record));
         let id = tx.id();

@@ -65,6 +65,7 @@ impl Chain {
             recipe_hash: h("r"),
             version: 1,
             parent: None,
+            commitment_scheme: Default::default(),
         };
         let tx = self.tx(1, TxPayload::DatasetRegister(record));
         self.commit(vec![tx]).remove(0)

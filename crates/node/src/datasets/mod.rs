@@ -452,6 +452,7 @@ fn table_record(
         recipe_hash,
         version,
         parent,
+        commitment_scheme: Default::default(),
     }
 }
 
@@ -534,6 +535,7 @@ async fn add_files(
         recipe_hash: recipe_hash(b""),
         version: ctx.version,
         parent: ctx.current.as_ref().map(|(_, tx)| *tx),
+        commitment_scheme: Default::default(),
     };
     if let Some((current, _)) = &ctx.current {
         if let Some(reason) = record.incompatibility_with(current) {

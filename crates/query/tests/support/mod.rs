@@ -48,6 +48,7 @@ pub fn entry(owner: MemberId, name: &str, cols: &[(&str, &str, bool)]) -> Datase
             recipe_hash: Hash::ZERO,
             version: 1,
             parent: None,
+            commitment_scheme: Default::default(),
         },
         tx_id: Hash([owner.0[0]; 32]),
     }
