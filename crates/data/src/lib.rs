@@ -11,6 +11,7 @@ pub mod clean;
 pub mod error;
 pub mod files;
 pub mod formats;
+pub mod hiding;
 pub mod infer;
 pub mod pipeline;
 pub mod recipe;

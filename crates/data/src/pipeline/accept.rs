@@ -6,8 +6,13 @@
 //! at once instead of the serial parts leaving the other core idle.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use consort_crypto::Hash;
+use rayon::prelude::*;
 
 use crate::canonical::Commitment;
+use crate::hiding::{LeafScratch, RowSalter};
 use crate::error::DataError;
 use crate::value::Row;
 
@@ -26,6 +31,10 @@ pub(super) struct Accept {
     pub(super) rejects: Rejects,
     pub(super) seen: FingerprintSet,
     pub(super) commitment: Commitment,
+    /// Salted leaves: hashed here, once rows have their numbers.
+    pub(super) salter: Option<Arc<RowSalter>>,
+    /// The chunk's kept rows, before they join the batch.
+    pub(super) pending: Vec<Row>,
     /// Per column: some kept row has a NULL there (the first [`NULL_MASK_COLUMNS`] are
     /// in `null_mask` until [`Accept::nulls`] merges them).
     pub(super) nulls: Vec<bool>,
@@ -89,8 +98,27 @@ impl Accept {
                     *n |= v.is_null();
                 }
             }
-            self.commitment.push_leaf_hash(leaf);
+            if let Some(leaf) = leaf {
+                self.commitment.push_leaf_hash(leaf);
+            }
             self.kept += 1;
+            self.pending.push(row);
+        }
+        if let Some(salter) = &self.salter {
+            let first = self.kept - self.pending.len() as u64;
+            let leaves: Vec<Hash> = self
+                .pending
+                .par_iter()
+                .enumerate()
+                .map_init(LeafScratch::default, |scratch, (k, row)| {
+                    salter.leaf(first + k as u64, row, scratch)
+                })
+                .collect();
+            for leaf in leaves {
+                self.commitment.push_leaf_hash(leaf);
+            }
+        }
+        for row in self.pending.drain(..) {
             self.batch.push(row);
             if self.batch.len() >= BATCH_ROWS {
                 sink(std::mem::replace(

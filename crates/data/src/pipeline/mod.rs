@@ -28,6 +28,7 @@ use consort_crypto::Hash;
 use rayon::prelude::*;
 
 use crate::canonical::Commitment;
+use crate::hiding::RowCommitment;
 use crate::clean::{position_named, Cleaner, Typer};
 use crate::error::DataError;
 use crate::formats::{Fields, Format, Item};
@@ -58,6 +59,9 @@ pub struct IngestOptions {
     pub pseudonym_key: Option<[u8; 32]>,
     /// Where rejected records go (created only if there is a reject).
     pub reject_path: PathBuf,
+    /// How rows are committed to; salted leaves need the row numbers, so they are hashed
+    /// as rows are accepted, in parallel per chunk.
+    pub commitment: RowCommitment,
 }
 
 impl std::fmt::Debug for IngestOptions {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for IngestOptions {
             .field("dedup", &self.dedup)
             .field("pseudonym_key", &self.pseudonym_key.map(|_| "<secret>"))
             .field("reject_path", &self.reject_path)
+            .field("commitment", &self.commitment)
             .finish()
     }
 }
@@ -123,6 +128,7 @@ pub struct Ingest {
     dedup: Dedup,
     key: Option<Vec<String>>,
     reject_path: PathBuf,
+    commitment: RowCommitment,
     /// Records the inputs likely hold, from the sample's bytes per record.
     expected_records: usize,
 }
@@ -254,6 +260,7 @@ impl Ingest {
             dedup,
             key,
             reject_path: options.reject_path.clone(),
+            commitment: options.commitment.clone(),
             expected_records,
         })
     }
@@ -280,13 +287,19 @@ impl Ingest {
             dedup,
             key,
             reject_path,
+            commitment,
             expected_records,
         } = self;
+        let salter = match commitment {
+            RowCommitment::RowHash => None,
+            RowCommitment::SaltedColumns(salter) => Some(salter),
+        };
         let steps = stage::Steps {
             cleaner: &cleaner,
             typer: &typer,
             named_index: &named_index,
-            leaf_is_fingerprint: typer.fingerprint_is_leaf(),
+            row_leaves: salter.is_none(),
+            leaf_is_fingerprint: salter.is_none() && typer.fingerprint_is_leaf(),
         };
         let accept = Accept {
             paths: inputs.paths.clone(),
@@ -302,6 +315,8 @@ impl Ingest {
                 expected_records
             }),
             commitment: Commitment::new(),
+            salter,
+            pending: Vec::new(),
             nulls: vec![false; schema.columns.len()],
             null_mask: 0,
             fingerprints: Vec::new(),

@@ -28,7 +28,9 @@ pub(super) enum Prepared {
     Row {
         row: Row,
         fingerprint: Option<u128>,
-        leaf: Hash,
+        /// The row-hash leaf; `None` when leaves are salted (hashed once the row has its
+        /// number, see `Accept`).
+        leaf: Option<Hash>,
         /// Bit `i` set: column `i` is NULL, for the first [`NULL_MASK_COLUMNS`] columns.
         /// Computed here, where the row is in cache, so the sequential half need not
         /// read the row's values at all (for most schemas).
@@ -44,7 +46,9 @@ pub(super) struct Steps<'a> {
     pub cleaner: &'a Cleaner,
     pub typer: &'a Typer,
     pub named_index: &'a HashMap<String, usize>,
-    /// [`Typer::fingerprint_is_leaf`]: take the fingerprint from the leaf hash.
+    /// Whether to hash row-hash leaves here (not for salted leaves).
+    pub row_leaves: bool,
+    /// [`Typer::fingerprint_is_leaf`] with row leaves: take the fingerprint from the leaf.
     pub leaf_is_fingerprint: bool,
 }
 
@@ -88,15 +92,18 @@ pub(super) fn prepare(
                 steps.typer.dedup_key(&row, &mut scratch.key)
             };
             steps.typer.pseudonymise(&mut row);
-            scratch.encoding.clear();
-            crate::canonical::encode_row_into(&row, &mut scratch.encoding);
-            let leaf = consort_crypto::merkle::leaf_hash(&scratch.encoding);
-            let fingerprint = if steps.leaf_is_fingerprint {
-                let mut head = [0u8; 16];
-                head.copy_from_slice(&leaf.0[..16]);
-                Some(u128::from_be_bytes(head))
-            } else {
-                fingerprint
+            let leaf = steps.row_leaves.then(|| {
+                scratch.encoding.clear();
+                crate::canonical::encode_row_into(&row, &mut scratch.encoding);
+                consort_crypto::merkle::leaf_hash(&scratch.encoding)
+            });
+            let fingerprint = match leaf {
+                Some(leaf) if steps.leaf_is_fingerprint => {
+                    let mut head = [0u8; 16];
+                    head.copy_from_slice(&leaf.0[..16]);
+                    Some(u128::from_be_bytes(head))
+                }
+                _ => fingerprint,
             };
             let nulls = row
                 .iter()
