@@ -391,6 +391,10 @@ pub struct BenchIngestArgs {
     /// Runs of each side, interleaved (consort, `.import`, consort, …); medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Also run consort with the old row-hash commitment each time, to show what the
+    /// hiding (salted-columns) commitment costs.
+    #[arg(long)]
+    pub row_hash: bool,
     #[arg(long)]
     pub json: bool,
 }

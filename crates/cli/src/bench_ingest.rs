@@ -67,10 +67,25 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn ingest_options(reject_path: std::path::PathBuf) -> consort_data::pipeline::IngestOptions {
+/// The commitment of a run: salted columns (what `dataset add` does under rule version 3)
+/// or the old row hash (to show what hiding costs).
+fn ingest_options(
+    reject_path: std::path::PathBuf,
+    salted: bool,
+) -> consort_data::pipeline::IngestOptions {
+    use consort_data::hiding::{RowCommitment, RowSalter};
     consort_data::pipeline::IngestOptions {
         dedup: Some(consort_data::recipe::Dedup::All),
         reject_path,
+        commitment: if salted {
+            RowCommitment::SaltedColumns(std::sync::Arc::new(RowSalter::new(
+                &rand::random(),
+                "bench",
+                1,
+            )))
+        } else {
+            RowCommitment::RowHash
+        },
         ..Default::default()
     }
 }
@@ -78,7 +93,7 @@ fn ingest_options(reject_path: std::path::PathBuf) -> consort_data::pipeline::In
 /// The pipeline alone: the same work, rows dropped instead of written.
 async fn pipeline_alone(csv: &Path, dir: &Path) -> Result<f64> {
     let inputs = vec![csv.to_path_buf()];
-    let options = ingest_options(dir.join("rejects-pipeline.ndjson"));
+    let options = ingest_options(dir.join("rejects-pipeline.ndjson"), true);
     let started = Instant::now();
     tokio::task::spawn_blocking(move || {
         consort_data::pipeline::ingest(&inputs, &options, &mut |_rows| Ok(()), &mut |_| {})
@@ -107,13 +122,14 @@ fn process_cpu_seconds() -> f64 {
 async fn consort_run(
     csv: &Path,
     dir: &Path,
+    salted: bool,
 ) -> Result<(f64, f64, consort_data::pipeline::IngestReport)> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let db = dir.join("consort.sqlite");
     let store =
         consort_data::store::open_store(&format!("sqlite://{}?mode=rwc", db.display())).await?;
-    let options = ingest_options(dir.join("rejects.ndjson"));
+    let options = ingest_options(dir.join("rejects.ndjson"), salted);
     let started = Instant::now();
     let cpu_before = process_cpu_seconds();
     let report = consort_node::datasets::stream_into_table(
@@ -164,23 +180,31 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
     let mut ours = Vec::new();
     let mut ours_cpu = Vec::new();
     let mut imports = Vec::new();
+    let mut row_hash = Vec::new();
+    let mut row_hash_cpu = Vec::new();
     let mut report = None;
     for run in 0..args.runs {
         if args.stages {
             pipeline.push(pipeline_alone(&csv, temp.path()).await?);
         }
-        let (secs, cpu, r) = consort_run(&csv, &temp.path().join("store")).await?;
+        let (secs, cpu, r) = consort_run(&csv, &temp.path().join("store"), true).await?;
         ours.push(secs);
         ours_cpu.push(cpu);
         report = Some(r);
         if let Some(secs) = import_run(&csv, &temp.path().join("import.sqlite"))? {
             imports.push(secs);
         }
+        if args.row_hash {
+            let (secs, cpu, _) = consort_run(&csv, &temp.path().join("store"), false).await?;
+            row_hash.push(secs);
+            row_hash_cpu.push(cpu);
+        }
         eprintln!(
-            "run {}: consort {:.2} s ({cpu:.2} CPU s), .import {}",
+            "run {}: consort {:.2} s ({cpu:.2} CPU s), .import {}, row-hash commitment {}",
             run + 1,
             secs,
-            imports.last().map_or("-".into(), |s| format!("{s:.2} s"))
+            imports.last().map_or("-".into(), |s| format!("{s:.2} s")),
+            row_hash.last().map_or("-".into(), |s| format!("{s:.2} s"))
         );
     }
     let Some(report) = report else {
@@ -203,6 +227,11 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
         "pipeline_only": pipeline_median.map(|s| json!({ "seconds": s, "all_seconds": pipeline, "mb_per_s": mb / s })),
         "sqlite3_import": import_median.map(|s| json!({ "seconds": s, "all_seconds": imports, "mb_per_s": mb / s })),
         "speedup_vs_import": import_median.map(|s| s / ours_median),
+        "consort_row_hash": (!row_hash.is_empty()).then(|| json!({
+            "seconds": median(&row_hash), "all_seconds": row_hash,
+            "cpu_seconds": median(&row_hash_cpu), "all_cpu_seconds": row_hash_cpu,
+            "hiding_cost": ours_median / median(&row_hash),
+        })),
     });
     if args.json {
         print_json(&value);
@@ -213,7 +242,7 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
         args.rows, args.runs
     );
     println!(
-        "  consort (parse, infer, clean, dedup, commit, SQLite): {ours_median:.2} s, {:.1} MB/s, {:.0} rows/s, {:.2} CPU s",
+        "  consort (parse, infer, clean, dedup, salted commitment, SQLite): {ours_median:.2} s, {:.1} MB/s, {:.0} rows/s, {:.2} CPU s",
         mb / ours_median,
         args.rows as f64 / ours_median,
         median(&ours_cpu)
@@ -228,6 +257,15 @@ pub async fn run(args: BenchIngestArgs) -> Result<i32> {
         "  kept {}, duplicates removed {}, rejected {}",
         report.rows_kept, report.duplicates_removed, report.rows_rejected
     );
+    if !row_hash.is_empty() {
+        let r = median(&row_hash);
+        println!(
+            "  consort with the old row-hash commitment: {r:.2} s, {:.2} CPU s; hiding costs {:+.0}% wall, {:+.0}% CPU",
+            median(&row_hash_cpu),
+            (ours_median / r - 1.0) * 100.0,
+            (median(&ours_cpu) / median(&row_hash_cpu) - 1.0) * 100.0
+        );
+    }
     match import_median {
         Some(s) => println!(
             "  sqlite3 .import (no cleaning): {s:.2} s, {:.1} MB/s; consort is {:.2}x its speed",

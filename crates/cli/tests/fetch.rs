@@ -63,7 +63,10 @@ async fn fetch_copies_granted_plain_columns_and_records_the_transfer() {
     assert_eq!(code, 0, "{err}");
     let summary: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["rows"], 42);
-    assert_eq!(summary["verified_by"], "leaf hashes");
+    assert_eq!(
+        summary["verified_by"],
+        "commitment (salted-columns openings)"
+    );
     let expected: Vec<String> = std::fs::read_to_string(&csv)
         .unwrap()
         .lines()
@@ -134,7 +137,10 @@ async fn fetch_copies_granted_plain_columns_and_records_the_transfer() {
     ]);
     assert_eq!(code, 0, "{err}");
     let summary: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(summary["verified_by"], "commitment");
+    assert_eq!(
+        summary["verified_by"],
+        "commitment (salted-columns openings)"
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 42);
 
     // Malformed requests get one-line errors.

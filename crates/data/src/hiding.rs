@@ -293,10 +293,16 @@ mod tests {
         let shown = vec![values[0].clone()];
         assert!(leaf_from_opening(4, &[0], &shown, &opening, &mut scratch).is_err());
         assert!(leaf_from_opening(3, &[7], &shown, &opening, &mut scratch).is_err());
-        assert!(leaf_from_opening(3, &[0, 0], &[values[0].clone(), values[0].clone()], &RowOpening {
-            salts: vec![[0; 16]; 2],
-            hidden: vec![Hash::ZERO],
-        }, &mut scratch)
+        assert!(leaf_from_opening(
+            3,
+            &[0, 0],
+            &[values[0].clone(), values[0].clone()],
+            &RowOpening {
+                salts: vec![[0; 16]; 2],
+                hidden: vec![Hash::ZERO],
+            },
+            &mut scratch
+        )
         .is_err());
         assert!(leaf_from_opening(3, &[0], &[], &opening, &mut scratch).is_err());
     }
@@ -326,6 +332,9 @@ mod tests {
         for l in &leaves {
             c.push_leaf_hash(*l);
         }
-        assert_eq!(c.root(), consort_crypto::merkle::root_from_leaf_hashes(&leaves));
+        assert_eq!(
+            c.root(),
+            consort_crypto::merkle::root_from_leaf_hashes(&leaves)
+        );
     }
 }

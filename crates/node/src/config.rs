@@ -102,6 +102,10 @@ impl MemberDir {
     pub fn pseudonym_key_path(&self) -> PathBuf {
         self.root.join("pseudonym.key")
     }
+    /// The secret the salts of hiding dataset commitments derive from (FORMAT.md §14.1).
+    pub fn commitment_key_path(&self) -> PathBuf {
+        self.root.join("commitment.key")
+    }
     /// Where ingestion writes rejected rows.
     pub fn rejects_dir(&self) -> PathBuf {
         self.root.join("rejects")
@@ -123,12 +127,23 @@ impl MemberDir {
 
     /// The member's secret for keyed-hash pseudonymisation (created on first use, 0600).
     pub fn pseudonym_key(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, NodeError> {
-        let path = self.pseudonym_key_path();
+        Self::secret_at(&self.pseudonym_key_path())
+    }
+
+    /// The member's secret for the salts of its hiding dataset commitments (created on
+    /// first use, 0600). Losing it makes the member's salted datasets unopenable: a
+    /// column-subset fetch of them fails until they are registered again. Back it up with
+    /// `member.key`.
+    pub fn commitment_key(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, NodeError> {
+        Self::secret_at(&self.commitment_key_path())
+    }
+
+    fn secret_at(path: &Path) -> Result<zeroize::Zeroizing<[u8; 32]>, NodeError> {
         if !path.exists() {
             let fresh: [u8; 32] = rand::random();
-            write_private(&path, format!("{}\n", hex::encode(fresh)).as_bytes())?;
+            write_private(path, format!("{}\n", hex::encode(fresh)).as_bytes())?;
         }
-        let text = fs::read_to_string(&path)
+        let text = fs::read_to_string(path)
             .map_err(|e| NodeError::io(format!("reading {}", path.display()), e))?;
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(text.trim(), key.as_mut_slice()).map_err(|_| {
@@ -203,6 +218,7 @@ impl MemberDir {
             format!("{}\n", hex::encode(token)).as_bytes(),
         )?;
         self.pseudonym_key()?;
+        self.commitment_key()?;
         let config = NodeConfig {
             name: name.to_string(),
             peer_addr: peer_addr.to_string(),

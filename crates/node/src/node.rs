@@ -84,6 +84,9 @@ pub async fn run(
     core.shared
         .queries
         .set_database_url(dir.database_url(&config));
+    core.shared
+        .queries
+        .set_commitment_key(dir.commitment_key()?);
     let peer_task = tokio::spawn(crate::peer::server::serve_with_members(
         listeners.peer,
         peer_context,

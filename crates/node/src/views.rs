@@ -50,6 +50,7 @@ pub fn dataset_json(
         "input_hash": r.input_hash.to_string(),
         "recipe_hash": r.recipe_hash.to_string(),
         "parent": r.parent.map(|p| p.to_string()),
+        "commitment_scheme": r.commitment_scheme.as_str(),
         "tx_id": entry.tx_id.to_string(),
     })
 }

@@ -12,8 +12,8 @@ use consort_crypto::Hash;
 use rayon::prelude::*;
 
 use crate::canonical::Commitment;
-use crate::hiding::{LeafScratch, RowSalter};
 use crate::error::DataError;
+use crate::hiding::{LeafScratch, RowSalter};
 use crate::value::Row;
 
 use super::fingerprints::FingerprintSet;

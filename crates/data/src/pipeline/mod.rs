@@ -28,10 +28,10 @@ use consort_crypto::Hash;
 use rayon::prelude::*;
 
 use crate::canonical::Commitment;
-use crate::hiding::RowCommitment;
 use crate::clean::{position_named, Cleaner, Typer};
 use crate::error::DataError;
 use crate::formats::{Fields, Format, Item};
+use crate::hiding::RowCommitment;
 use crate::infer::{finalize_names, Inference, SAMPLE_ROWS};
 use crate::recipe::{recipe_hash, Dedup, Recipe};
 use crate::value::Schema;

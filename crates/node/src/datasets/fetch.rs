@@ -4,22 +4,29 @@
 //!
 //! The recipient (the CLI, through its own node, which relays each request to the owner's
 //! node over the peer link) pages through the rows in row-number order and checks them
-//! against the ledger: with every column it recomputes the dataset's Merkle commitment from
-//! the rows themselves; with a column subset the owner also sends each row's leaf hash (the
-//! hash of the whole row's canonical encoding), so the recipient checks that it got exactly
-//! the committed rows, in order, with the committed count — but it cannot check the
-//! projected values against the leaves without the other columns, which it may not see
-//! (docs/FORMAT.md §17). Finally the recipient reports the row count and the hash of what
-//! it received; the owner recomputes both from its own table and records a `DataTransfer`.
+//! against the ledger's commitment (docs/FORMAT.md §14.1, §17):
+//! - a dataset committed with salted columns comes with an opening per row: the salts of
+//!   the columns asked for and the cell hashes of the others. The recipient recomputes
+//!   every leaf from the values it got, so a value that differs from the committed one is
+//!   caught, while the columns it was not granted stay hidden (their salts never leave the
+//!   owner);
+//! - a dataset committed with row hashes (registered before rule version 3) can only be
+//!   fetched whole, the recipient recomputing the commitment from the rows; a column
+//!   subset is refused, because its leaves would let the recipient test guesses of the
+//!   other columns.
+//!
+//! Finally the recipient reports the row count and the hash of what it received; the owner
+//! recomputes both from its own table and records a `DataTransfer`.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use consort_crypto::{merkle, Hash, MemberId};
+use consort_crypto::{Hash, MemberId};
 use consort_data::canonical::{date_to_days, encode_row, timestamp_to_micros, Commitment};
 use consort_data::formats::{create_writer, Format};
+use consort_data::hiding::{leaf_from_opening, open_row, LeafScratch, RowCommitment, RowOpening};
 use consort_data::{Column, Row, Schema, Value};
-use consort_ledger::dataset::{DatasetKind, DatasetRecord};
+use consort_ledger::dataset::{CommitmentScheme, DatasetKind, DatasetRecord};
 use consort_ledger::policy::{DataTransfer, Permission};
 use consort_ledger::TxPayload;
 use serde::{Deserialize, Serialize};
@@ -99,8 +106,51 @@ pub struct PageRequest {
 pub struct Page {
     /// `(row number, projected values)` in row-number order.
     pub rows: Vec<(u64, Vec<WireValue>)>,
-    /// For a column subset: each row's leaf hash (of the whole row).
-    pub leaf_hashes: Vec<Hash>,
+    /// For a salted-columns dataset: one opening per row.
+    #[serde(default)]
+    pub openings: Vec<WireOpening>,
+}
+
+/// A [`RowOpening`] on the wire: salts as 32 lowercase hex digits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireOpening {
+    pub salts: Vec<String>,
+    pub hidden: Vec<Hash>,
+}
+
+impl From<&RowOpening> for WireOpening {
+    fn from(o: &RowOpening) -> Self {
+        WireOpening {
+            salts: o.salts.iter().map(hex::encode).collect(),
+            hidden: o.hidden.clone(),
+        }
+    }
+}
+
+impl WireOpening {
+    fn to_opening(&self) -> Result<RowOpening, String> {
+        let salts = self
+            .salts
+            .iter()
+            .map(|s| {
+                let mut salt = [0u8; 16];
+                hex::decode_to_slice(s, &mut salt)
+                    .map_err(|_| format!("salt {s:?} is not 32 hex digits"))?;
+                Ok(salt)
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(RowOpening {
+            salts,
+            hidden: self.hidden.clone(),
+        })
+    }
+}
+
+/// Why a column subset of a row-hash dataset is not served.
+fn row_hash_subset_refusal(owner: &str, dataset: &str, version: u32) -> String {
+    format!(
+        "{owner}'s dataset {dataset} (version {version}) is committed with row hashes, which would let the recipient of some columns test guesses of the others; it can only be fetched whole until {owner} registers it again (`consort dataset update`) under the salted-columns commitment"
+    )
 }
 
 /// The recipient's confirmation after the last page.
@@ -183,8 +233,11 @@ fn authorize(
         } else {
             columns.to_vec()
         };
-        let mut picked = Vec::with_capacity(wanted.len());
+        let mut picked: Picked = Vec::with_capacity(wanted.len());
         for name in wanted {
+            if picked.iter().any(|(n, _)| *n == name) {
+                return Err(format!("column {name:?} is asked for twice"));
+            }
             let index = schema
                 .index_of(&name)
                 .ok_or_else(|| format!("dataset {dataset} has no column {name:?}"))?;
@@ -205,6 +258,14 @@ fn authorize(
                 }
             }
             picked.push((name, index));
+        }
+        let whole = picked.iter().map(|(_, i)| *i).eq(0..schema.columns.len());
+        if !whole && entry.record.commitment_scheme == CommitmentScheme::RowHash {
+            return Err(row_hash_subset_refusal(
+                &node.name,
+                dataset,
+                entry.record.version,
+            ));
         }
         Ok((entry.record.clone(), schema, picked))
     })
@@ -231,11 +292,23 @@ pub async fn serve_page(
         .read_rows(&table, &schema, req.after_row, PAGE_ROWS)
         .await
         .map_err(|e| format!("reading {}: {e}", record.name))?;
-    let subset = picked.len() != schema.columns.len();
+    let key = node.queries.commitment_key().map_err(|e| e.to_string())?;
+    let salter = match crate::datasets::row_commitment_with(
+        key,
+        record.commitment_scheme,
+        &record.name,
+        record.version,
+    ) {
+        RowCommitment::SaltedColumns(salter) => Some(salter),
+        RowCommitment::RowHash => None,
+    };
+    let positions: Vec<usize> = picked.iter().map(|(_, i)| *i).collect();
+    let mut scratch = LeafScratch::default();
     let mut page = Page::default();
     for (number, row) in rows {
-        if subset {
-            page.leaf_hashes.push(merkle::leaf_hash(&encode_row(&row)));
+        if let Some(salter) = &salter {
+            let opening = open_row(salter, number, &row, &positions, &mut scratch);
+            page.openings.push(WireOpening::from(&opening));
         }
         let projected = project(&row, &picked);
         page.rows
@@ -303,8 +376,8 @@ pub struct FetchSummary {
     pub columns: Vec<String>,
     pub rows: u64,
     pub out: PathBuf,
-    /// `"commitment"` (every column: the rows recompute the ledger commitment) or
-    /// `"leaf hashes"` (a subset: the committed rows' leaf hashes and count were checked).
+    /// How the rows were checked against the ledger's commitment: recomputed from whole
+    /// rows (row-hash datasets), or from the values and the owner's openings (salted).
     pub verified_by: String,
     pub content_hash: String,
     pub transfer_tx: String,
@@ -348,16 +421,27 @@ pub async fn fetch(
         columns.to_vec()
     };
     let mut projected_columns: Vec<Column> = Vec::with_capacity(names.len());
+    let mut positions: Vec<usize> = Vec::with_capacity(names.len());
     for n in &names {
-        let c = schema
-            .columns
-            .iter()
-            .find(|c| &c.name == n)
+        let index = schema
+            .index_of(n)
             .ok_or_else(|| NodeError::Rejected(format!("{name} has no column {n:?}")))?;
-        projected_columns.push(c.clone());
+        if positions.contains(&index) {
+            return Err(NodeError::Rejected(format!(
+                "column {n:?} is asked for twice"
+            )));
+        }
+        positions.push(index);
+        projected_columns.push(schema.columns[index].clone());
     }
-    let whole = names.len() == schema.columns.len()
-        && names.iter().zip(&schema.columns).all(|(a, b)| *a == b.name);
+    let whole = positions.iter().copied().eq(0..schema.columns.len());
+    if !whole && record.commitment_scheme == CommitmentScheme::RowHash {
+        return Err(NodeError::Rejected(row_hash_subset_refusal(
+            owner,
+            name,
+            record.version,
+        )));
+    }
     let result = fetch_into(
         &client,
         FetchTarget {
@@ -365,7 +449,9 @@ pub async fn fetch(
             record: &record,
             version_tx,
             names: &names,
+            positions: &positions,
             whole,
+            columns: schema.columns.len(),
         },
         &Schema {
             columns: projected_columns,
@@ -388,7 +474,11 @@ pub async fn fetch(
         columns: names,
         rows,
         out: out.to_path_buf(),
-        verified_by: if whole { "commitment" } else { "leaf hashes" }.into(),
+        verified_by: match record.commitment_scheme {
+            CommitmentScheme::RowHash => "commitment",
+            CommitmentScheme::SaltedColumns => "commitment (salted-columns openings)",
+        }
+        .into(),
         content_hash: content_hash.to_string(),
         transfer_tx: transfer_tx.to_string(),
     })
@@ -399,7 +489,11 @@ struct FetchTarget<'a> {
     record: &'a DatasetRecord,
     version_tx: Hash,
     names: &'a [String],
+    /// Schema positions of `names`.
+    positions: &'a [usize],
     whole: bool,
+    /// Columns of the whole schema.
+    columns: usize,
 }
 
 async fn fetch_into(
@@ -411,6 +505,8 @@ async fn fetch_into(
 ) -> Result<(u64, Hash, Hash), NodeError> {
     let mut writer = create_writer(format, out, schema)?;
     let mut commitment = Commitment::new();
+    let salted = target.record.commitment_scheme == CommitmentScheme::SaltedColumns;
+    let mut scratch = LeafScratch::default();
     let mut hasher = ContentHasher::new(target.names);
     let mut after: Option<u64> = None;
     let mut count = 0u64;
@@ -437,9 +533,9 @@ async fn fetch_into(
         if page.rows.is_empty() {
             break;
         }
-        if !target.whole && page.leaf_hashes.len() != page.rows.len() {
+        if salted && page.openings.len() != page.rows.len() {
             return Err(NodeError::Rejected(
-                "the owner sent a page without one leaf hash per row".into(),
+                "the owner sent a page without one opening per row".into(),
             ));
         }
         let mut rows = Vec::with_capacity(page.rows.len());
@@ -455,10 +551,26 @@ async fn fetch_into(
                 .map(WireValue::to_value)
                 .collect::<Result<_, _>>()
                 .map_err(NodeError::Rejected)?;
-            if target.whole {
-                commitment.push_row(&row);
+            if salted {
+                let leaf = page.openings[i]
+                    .to_opening()
+                    .and_then(|opening| {
+                        leaf_from_opening(
+                            target.columns,
+                            target.positions,
+                            &row,
+                            &opening,
+                            &mut scratch,
+                        )
+                    })
+                    .map_err(|e| {
+                        NodeError::Rejected(format!(
+                            "the owner sent a malformed opening for row {number}: {e}"
+                        ))
+                    })?;
+                commitment.push_leaf_hash(leaf);
             } else {
-                commitment.push_leaf_hash(page.leaf_hashes[i]);
+                commitment.push_row(&row);
             }
             hasher.push(*number, &row);
             rows.push(row);

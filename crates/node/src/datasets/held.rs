@@ -101,11 +101,23 @@ pub async fn verify(dir: &MemberDir, name: &str) -> Result<VerifyOutcome, NodeEr
     let mut commitment = consort_data::canonical::Commitment::new();
     let mut entries = Vec::new();
     let mut rows = 0u64;
+    let salter = match super::row_commitment(dir, record.commitment_scheme, name, record.version)? {
+        consort_data::hiding::RowCommitment::SaltedColumns(salter) => Some(salter),
+        consort_data::hiding::RowCommitment::RowHash => None,
+    };
+    let mut scratch = consort_data::hiding::LeafScratch::default();
     for_each_page(store.as_ref(), &table, &schema, |page| {
         for row in &page {
+            // Rows come in row-number order, numbered from 0 without gaps.
+            let number = rows;
             rows += 1;
             match record.kind {
-                DatasetKind::Table => commitment.push_row(row),
+                DatasetKind::Table => match &salter {
+                    Some(salter) => {
+                        commitment.push_leaf_hash(salter.leaf(number, row, &mut scratch))
+                    }
+                    None => commitment.push_row(row),
+                },
                 DatasetKind::Files => {
                     if let (Some(Value::Text(name)), Some(Value::Text(hash))) =
                         (row.first(), row.get(2))

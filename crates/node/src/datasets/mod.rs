@@ -18,11 +18,15 @@ use std::sync::Arc;
 use consort_crypto::{Hash, MemberId};
 use consort_data::files::{FileEntry, FileStore};
 use consort_data::formats::Format;
+use consort_data::hiding::{RowCommitment, RowSalter};
 use consort_data::pipeline::{Ingest, IngestOptions, IngestReport};
 use consort_data::recipe::{recipe_hash, Dedup, Recipe};
 use consort_data::store::{open_store, DatasetStore};
 use consort_data::{Column, ColumnType, Row, Schema, Value};
-use consort_ledger::dataset::{valid_dataset_name, ColumnSpec, DatasetKind, DatasetRecord};
+use consort_ledger::dataset::{
+    valid_dataset_name, ColumnSpec, CommitmentScheme, DatasetKind, DatasetRecord,
+};
+use consort_ledger::rules_limits::{RULES_V1, RULES_V3};
 use serde::Serialize;
 use serde_json::json;
 
@@ -126,6 +130,7 @@ async fn ledger_record(
                 "row_count": entry["row_count"], "commitment": entry["commitment"],
                 "input_hash": entry["input_hash"], "recipe_hash": entry["recipe_hash"],
                 "version": entry["version"], "parent": entry["parent"],
+                "commitment_scheme": entry["commitment_scheme"],
             }))
             .map_err(|e| NodeError::Internal(format!("catalog entry for {name}: {e}")))?;
             let tx_id = entry["tx_id"]
@@ -162,6 +167,9 @@ struct Context {
     restoring: Option<(DatasetRecord, Hash)>,
     version: u32,
     table: String,
+    /// How the new version's rows are committed to: salted columns once the chain runs
+    /// rule version 3; a rebuilt table keeps its record's scheme.
+    scheme: CommitmentScheme,
 }
 
 async fn prepare(dir: &MemberDir, request: &AddRequest) -> Result<Context, NodeError> {
@@ -211,6 +219,19 @@ async fn prepare(dir: &MemberDir, request: &AddRequest) -> Result<Context, NodeE
         }
         (None, false) => (None, None, 1),
     };
+    let scheme = match &restoring {
+        Some((record, _)) => record.commitment_scheme,
+        None => {
+            let rules = client.status().await?["rules_version"]
+                .as_u64()
+                .unwrap_or(u64::from(RULES_V1));
+            if rules >= u64::from(RULES_V3) {
+                CommitmentScheme::SaltedColumns
+            } else {
+                CommitmentScheme::RowHash
+            }
+        }
+    };
     let table = table_name(&request.name, version);
     if table_exists(table.clone()).await? {
         return Err(NodeError::Rejected(format!(
@@ -224,6 +245,7 @@ async fn prepare(dir: &MemberDir, request: &AddRequest) -> Result<Context, NodeE
         restoring,
         version,
         table,
+        scheme,
     })
 }
 
@@ -294,14 +316,16 @@ pub async fn add(
             ctx.version,
             crate::sequencer::now_ms()
         )),
+        commitment: row_commitment(dir, ctx.scheme, &request.name, ctx.version)?,
     };
 
     let current = ctx.current.as_ref().map(|(record, _)| record.clone());
     let name = request.name.clone();
+    let scheme = ctx.scheme;
     let check_columns = |report: &IngestReport| {
         let candidate = DatasetRecord {
             columns: column_specs(&report.schema),
-            ..table_record(&name, report, recipe_hash, 0, None)
+            ..table_record(&name, report, recipe_hash, 0, None, scheme)
         };
         match current
             .as_ref()
@@ -328,6 +352,7 @@ pub async fn add(
         recipe_hash,
         ctx.version,
         ctx.current.as_ref().map(|(_, tx)| *tx),
+        ctx.scheme,
     );
     let (tx_id, height) = finish(dir, &ctx, record.clone(), request.update).await?;
     Ok(AddSummary {
@@ -441,6 +466,7 @@ fn table_record(
     recipe_hash: Hash,
     version: u32,
     parent: Option<Hash>,
+    commitment_scheme: CommitmentScheme,
 ) -> DatasetRecord {
     DatasetRecord {
         name: name.to_string(),
@@ -452,7 +478,37 @@ fn table_record(
         recipe_hash,
         version,
         parent,
-        commitment_scheme: Default::default(),
+        commitment_scheme,
+    }
+}
+
+/// What the ingest pipeline needs to commit to rows under `scheme`.
+pub(crate) fn row_commitment(
+    dir: &MemberDir,
+    scheme: CommitmentScheme,
+    name: &str,
+    version: u32,
+) -> Result<RowCommitment, NodeError> {
+    Ok(match scheme {
+        CommitmentScheme::RowHash => RowCommitment::RowHash,
+        CommitmentScheme::SaltedColumns => {
+            row_commitment_with(&*dir.commitment_key()?, scheme, name, version)
+        }
+    })
+}
+
+/// [`row_commitment`] with the member's commitment secret at hand.
+pub(crate) fn row_commitment_with(
+    commitment_key: &[u8; 32],
+    scheme: CommitmentScheme,
+    name: &str,
+    version: u32,
+) -> RowCommitment {
+    match scheme {
+        CommitmentScheme::RowHash => RowCommitment::RowHash,
+        CommitmentScheme::SaltedColumns => {
+            RowCommitment::SaltedColumns(Arc::new(RowSalter::new(commitment_key, name, version)))
+        }
     }
 }
 

@@ -50,6 +50,8 @@ const PING_TIMEOUT: Duration = Duration::from_millis(1500);
 #[derive(Default)]
 pub struct QueryService {
     database_url: OnceLock<String>,
+    /// The member's commitment secret, to open its salted datasets (`dataset fetch`).
+    commitment_key: OnceLock<zeroize::Zeroizing<[u8; 32]>>,
     store: tokio::sync::OnceCell<Arc<dyn DatasetStore>>,
     decided: Mutex<HashSet<Hash>>,
     joined: Mutex<HashSet<Hash>>,
@@ -65,6 +67,18 @@ impl QueryService {
     /// Points the service at the member's database (owners push their part down to it).
     pub fn set_database_url(&self, url: String) {
         let _ = self.database_url.set(url);
+    }
+
+    /// Gives the service the member's commitment secret (`MemberDir::commitment_key`).
+    pub fn set_commitment_key(&self, key: zeroize::Zeroizing<[u8; 32]>) {
+        let _ = self.commitment_key.set(key);
+    }
+
+    pub(crate) fn commitment_key(&self) -> Result<&[u8; 32], NodeError> {
+        self.commitment_key
+            .get()
+            .map(|k| &**k)
+            .ok_or_else(|| NodeError::Config("this node has no commitment key configured".into()))
     }
 
     pub(crate) async fn store(&self) -> Result<Arc<dyn DatasetStore>, NodeError> {
