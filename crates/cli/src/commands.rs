@@ -361,21 +361,33 @@ fn report_verify(
 }
 
 fn verify_proof(file: &Path, json: bool) -> Result<i32> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let proof: InclusionProof = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("{} is not an inclusion proof: {e}", file.display()))?;
+    use std::io::Read;
+    let max = consort_ledger::proof::MAX_PROOF_BYTES;
+    let handle =
+        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut text = String::new();
+    handle
+        .take(max as u64 + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", file.display()))?;
+    if text.len() > max {
+        bail!(
+            "{} is not an inclusion proof: it is larger than {max} bytes",
+            file.display()
+        );
+    }
+    let proof = InclusionProof::from_json(&text).map_err(|e| {
+        anyhow!(
+            "{} is not an inclusion proof this build reads: {e}",
+            file.display()
+        )
+    })?;
     match proof.verify() {
         Ok(report) => {
             if json {
-                print_json(
-                    &json!({ "ok": true, "report": format!("{report:?}"), "height": proof.height }),
-                );
+                print_json(&json!({ "ok": true, "report": report }));
             } else {
-                println!(
-                    "proof valid: transaction is in block {} of chain {}",
-                    proof.height, proof.chain_id
-                );
+                print_proof_report(&report);
             }
             Ok(0)
         }
@@ -388,6 +400,70 @@ fn verify_proof(file: &Path, json: bool) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// What a verified inclusion proof shows, for people.
+fn print_proof_report(r: &consort_ledger::ProofReport) {
+    use consort_ledger::Binding;
+    let names = |members: &[consort_ledger::proof::ProvedMember]| {
+        members
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.member_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "proof valid: transaction {} ({}) is transaction {} of block {} of chain {}",
+        r.tx_id, r.kind, r.tx_index, r.height, r.chain_id
+    );
+    match &r.proposer {
+        Some(p) => println!(
+            "  block     {} sealed under rule version {} by {} ({}), a member before the block",
+            r.block_hash, r.rules_version, p.name, p.member_id
+        ),
+        None => println!(
+            "  block     {} is block 0, rebuilt from its genesis (rule version {})",
+            r.block_hash, r.rules_version
+        ),
+    }
+    println!(
+        "  bound     {}",
+        match r.binding {
+            Binding::Genesis => "block 0 hashes to the chain id",
+            Binding::BlockSignature => "the block signature names the chain id",
+            Binding::TransactionSignature =>
+                "the transaction's signature is valid for the chain id (the block signature of \
+                 this rule version does not name the chain)",
+        }
+    );
+    if r.height > 0 {
+        let status = if r.signer_was_member {
+            "a member when it was recorded".to_string()
+        } else {
+            match r.signer_key {
+                Some(key) => format!("not a member when it was recorded (key as admitted: {key})"),
+                None => "never admitted up to this block (no key to show)".to_string(),
+            }
+        };
+        println!("  signer    {} — {status}", r.signer);
+    }
+    let detail = match &r.outcome {
+        consort_ledger::TxOutcome::Valid => String::new(),
+        consort_ledger::TxOutcome::Invalid { detail, .. } => {
+            format!("; detail as stated, not proved: {detail:?}")
+        }
+    };
+    let name = consort_ledger::InvalidCode::from_u8(r.outcome_code)
+        .map(|c| c.name())
+        .unwrap_or("Valid");
+    println!(
+        "  outcome   {name} (code {}, recorded in the block's state root){detail}",
+        r.outcome_code
+    );
+    if r.height > 0 {
+        println!("  members   before the block: {}", names(&r.members_before));
+    }
+    println!("  members   after the block: {}", names(&r.members_after));
 }
 
 fn print_status(s: &Value) {

@@ -10,8 +10,11 @@ use crate::tx::Transaction;
 
 /// Domain of the block hash.
 pub const BLOCK_HASH_DOMAIN: &str = "consort/block/v1";
-/// Domain prefix of the message a proposer signs.
+/// Domain prefix of the message a proposer signs under rule versions 1 and 2.
 pub const BLOCK_SIGNING_DOMAIN: &str = "consort/block-sig/v1";
+/// Domain prefix of the message a proposer signs from rule version 3 on; the message names
+/// the chain id as well as the block hash.
+pub const BLOCK_SIGNING_DOMAIN_V2: &str = "consort/block-sig/v2";
 
 /// Encoded header size: 8 + 32 * 3 + 8 + 16 + 4.
 pub const HEADER_LEN: usize = 132;
@@ -63,17 +66,45 @@ impl BlockHeader {
         hash_domain(BLOCK_HASH_DOMAIN, &[&self.encode()])
     }
 
-    /// `"consort/block-sig/v1" || 0x00 || block_hash` — what the proposer signs.
-    pub fn signing_message(&self) -> Vec<u8> {
-        block_signing_message(&self.hash())
+    /// What the proposer signs when `rules_version` is in force at the start of the block
+    /// (the version of the state the block follows; FORMAT.md §5.3).
+    pub fn signing_message(&self, rules_version: u32, chain_id: &Hash) -> Vec<u8> {
+        block_signing_message(rules_version, chain_id, &self.hash())
     }
 }
 
-/// `"consort/block-sig/v1" || 0x00 || block_hash`.
-pub fn block_signing_message(block_hash: &Hash) -> Vec<u8> {
+/// Whether blocks sealed under `rules_version` are signed over the message that names the
+/// chain (rule version 3 on).
+pub fn block_signature_names_chain(rules_version: u32) -> bool {
+    rules_version >= crate::rules_limits::RULES_V3
+}
+
+/// The block signing message under `rules_version`: `"consort/block-sig/v2" || 0x00 ||
+/// chain_id || block_hash` from rule version 3 on, `"consort/block-sig/v1" || 0x00 ||
+/// block_hash` before.
+pub fn block_signing_message(rules_version: u32, chain_id: &Hash, block_hash: &Hash) -> Vec<u8> {
+    if block_signature_names_chain(rules_version) {
+        block_signing_message_v2(chain_id, block_hash)
+    } else {
+        block_signing_message_v1(block_hash)
+    }
+}
+
+/// `"consort/block-sig/v1" || 0x00 || block_hash` (rule versions 1 and 2).
+pub fn block_signing_message_v1(block_hash: &Hash) -> Vec<u8> {
     let mut msg = Vec::with_capacity(BLOCK_SIGNING_DOMAIN.len() + 33);
     msg.extend_from_slice(BLOCK_SIGNING_DOMAIN.as_bytes());
     msg.push(0);
+    msg.extend_from_slice(&block_hash.0);
+    msg
+}
+
+/// `"consort/block-sig/v2" || 0x00 || chain_id || block_hash` (rule version 3 on).
+pub fn block_signing_message_v2(chain_id: &Hash, block_hash: &Hash) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(BLOCK_SIGNING_DOMAIN_V2.len() + 65);
+    msg.extend_from_slice(BLOCK_SIGNING_DOMAIN_V2.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(&chain_id.0);
     msg.extend_from_slice(&block_hash.0);
     msg
 }
@@ -223,7 +254,8 @@ impl TxOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     pub header: BlockHeader,
-    /// Proposer's signature over [`BlockHeader::signing_message`]; all zero in block 0.
+    /// Proposer's signature over [`BlockHeader::signing_message`] under the rule version in
+    /// force at the start of the block; all zero in block 0.
     pub signature: Signature,
     pub txs: Vec<Transaction>,
     /// One per transaction, in the same order.

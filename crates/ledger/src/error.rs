@@ -31,9 +31,12 @@ pub enum LedgerError {
     /// A malformed export file.
     #[error("invalid export file: {0}")]
     Export(String),
-    /// An inclusion proof that is malformed or does not verify.
+    /// An inclusion proof that does not verify.
     #[error("inclusion proof does not verify: {0}")]
     Proof(String),
+    /// Text that is not an inclusion proof of the version this build reads (FORMAT.md §12).
+    #[error("unreadable inclusion proof: {0}")]
+    ProofFormat(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

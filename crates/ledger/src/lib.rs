@@ -28,7 +28,9 @@ pub mod verify;
 pub use block::{Block, BlockHeader, InvalidCode, TxOutcome};
 pub use error::LedgerError;
 pub use export::{read_export, write_export};
-pub use proof::{InclusionProof, ProofReport};
+pub use proof::{
+    Binding, GovernanceEntry, InclusionProof, OutcomeEntry, ProofReport, ProofSources,
+};
 pub use state::{Applied, LedgerState};
 pub use store::{BlockStore, MemBlockStore, RedbBlockStore};
 pub use tx::{Approval, Genesis, MemberInfo, Notarization, NotarizedFile, Transaction, TxPayload};

@@ -216,6 +216,12 @@ impl LedgerState {
         self.members.get(id).map(|m| m.public_key)
     }
 
+    /// The message the proposer of the next block signs: its header under the rule version
+    /// in force now, i.e. at the start of that block (FORMAT.md §5.3).
+    pub fn block_signing_message(&self, header: &BlockHeader) -> Vec<u8> {
+        header.signing_message(self.rules_version, &self.chain_id)
+    }
+
     /// Whether `signer` already used `nonce` in a valid transaction.
     pub fn is_nonce_used(&self, signer: &MemberId, nonce: u64) -> bool {
         self.used_nonces.contains(&(*signer, nonce))
@@ -331,7 +337,7 @@ impl LedgerState {
             };
             (header, effects.outcomes)
         };
-        let signature = proposer.sign(&header.signing_message());
+        let signature = proposer.sign(&self.block_signing_message(&header));
         Block {
             header,
             signature,
@@ -372,21 +378,28 @@ impl LedgerState {
                 header.proposer
             )));
         };
-        // Rule version 2 also wants R encoded canonically, as RFC 8032 decoding does (§8.4).
+        // Rule version 2 also wants R encoded canonically, as RFC 8032 decoding does (§8.4);
+        // from rule version 3 the signed message names the chain (§5.3). The version is the
+        // one in force at the start of the block.
         let canonical =
             self.rules_version < crate::rules_limits::RULES_V2 || block.signature.has_canonical_r();
         if check_signatures
             && (!canonical
                 || verify(
                     &proposer.public_key,
-                    &header.signing_message(),
+                    &self.block_signing_message(header),
                     &block.signature,
                 )
                 .is_err())
         {
+            let message = if crate::block::block_signature_names_chain(self.rules_version) {
+                "consort/block-sig/v2, which names the chain"
+            } else {
+                "consort/block-sig/v1"
+            };
             return Err(fail(format!(
-                "block signature does not verify under proposer {}",
-                header.proposer
+                "block signature does not verify under proposer {} (rule version {} signs {message})",
+                header.proposer, self.rules_version
             )));
         }
         let n = block.txs.len();
@@ -479,6 +492,44 @@ impl LedgerState {
             valid,
             invalid: n - valid,
         })
+    }
+
+    /// Judges `tx` as if it were the next transaction (signature checked strictly) and, if
+    /// it is valid, applies its effect on membership, used nonces and the rule version.
+    /// Height, head and state root do not move. For inclusion proofs (FORMAT.md §12), which
+    /// rebuild membership and the rule version from the genesis through the chain's
+    /// membership changes and upgrades alone; the caller passes only such transactions,
+    /// whose effects touch nothing else.
+    pub(crate) fn apply_governance_tx(&mut self, tx: &Transaction) -> TxOutcome {
+        let enc = EncodedTx::new(tx);
+        let canonical =
+            self.rules_version < crate::rules_limits::RULES_V2 || tx.signature.has_canonical_r();
+        let signature_ok = canonical
+            && self.members.get(&tx.signer).is_some_and(|m| {
+                verify(
+                    &m.public_key,
+                    &enc.signing_message(&self.chain_id),
+                    &tx.signature,
+                )
+                .is_ok()
+            });
+        let mut effects = BlockEffects::new(self, 1);
+        let outcome = effects.process(&enc, signature_ok, &self.chain_id);
+        let BlockEffects {
+            members,
+            new_nonces,
+            rules_version,
+            ..
+        } = effects;
+        if outcome.is_valid() {
+            if let Some(members) = members {
+                self.members_digest = members_digest(&members);
+                self.members = members;
+            }
+            self.used_nonces.extend(new_nonces);
+            self.rules_version = rules_version;
+        }
+        outcome
     }
 
     fn prepare<'t>(&self, txs: &'t [Transaction]) -> PreparedTxs<'t> {

@@ -1,8 +1,9 @@
 //! Chain-level tests: `verify_chain` against tampering, the block stores (conformance suite,
 //! reopen, on-disk corruption), export files and inclusion proofs.
 
-use consort_crypto::{Hash, MemberId, SecretKey};
+use consort_crypto::{Hash, SecretKey};
 use consort_ledger::conformance::{self, sample_chain};
+use consort_ledger::rules_limits::LATEST_RULES;
 use consort_ledger::{
     read_export, verify_chain, write_export, Block, BlockStore, InclusionProof, LedgerError,
     MemBlockStore, RedbBlockStore, Transaction, VerifyFailure,
@@ -85,7 +86,7 @@ fn structural_tampering_fails_at_the_right_height() {
         b.txs.remove(0);
         b.outcomes.remove(0);
         b.header.tx_count -= 1;
-        b.signature = keys[4 % 3].sign(&b.header.signing_message());
+        b.signature = keys[4 % 3].sign(&b.header.signing_message(LATEST_RULES, &blocks[0].hash()));
     });
     fails_at(chain, 4, "tx_root");
 
@@ -100,7 +101,7 @@ fn structural_tampering_fails_at_the_right_height() {
     let forger = SecretKey::from_seed(&[123; 32]);
     let mut chain = good.clone();
     chain[5] = edited(&blocks[5], |b| {
-        b.signature = forger.sign(&b.header.signing_message())
+        b.signature = forger.sign(&b.header.signing_message(LATEST_RULES, &blocks[0].hash()))
     });
     fails_at(chain, 5, "block signature");
 
@@ -228,61 +229,42 @@ fn export_round_trip_and_malformed_exports() {
     assert!(write_export(&mut Vec::new(), failing).is_err());
 }
 
-fn proof_for(blocks: &[Block], keys: &[SecretKey], height: usize, index: usize) -> InclusionProof {
-    let key_of = |id: &MemberId| {
-        keys.iter()
-            .find(|k| k.member_id() == *id)
-            .map(|k| k.public_key())
-            .unwrap_or(keys[0].public_key())
-    };
-    let block = &blocks[height];
-    InclusionProof::build(
-        block,
-        index,
-        key_of(&block.header.proposer),
-        key_of(&block.txs[index].signer),
-        blocks[0].hash(),
-    )
-    .unwrap()
+fn proof_for(blocks: &[Block], height: usize, index: usize) -> InclusionProof {
+    InclusionProof::from_chain(blocks, height as u64, index).unwrap()
 }
 
 #[test]
 fn inclusion_proofs_verify_and_detect_forgery() {
-    let (keys, blocks) = sample_chain(3, 3, 5);
+    let (_, blocks) = sample_chain(3, 3, 5);
     for height in 1..blocks.len() {
         for index in 0..5 {
-            let proof = proof_for(&blocks, &keys, height, index);
+            let proof = proof_for(&blocks, height, index);
             let json = serde_json::to_string_pretty(&proof).unwrap();
-            let parsed: InclusionProof = serde_json::from_str(&json).unwrap();
+            let parsed = InclusionProof::from_json(&json).unwrap();
+            assert_eq!(parsed, proof);
             let report = parsed.verify().unwrap();
             assert_eq!(report.tx_id, blocks[height].txs[index].id());
             assert_eq!(report.height, height as u64);
         }
     }
-    let genesis_proof = proof_for(&blocks, &keys, 0, 0);
+    let genesis_proof = proof_for(&blocks, 0, 0);
     assert_eq!(genesis_proof.verify().unwrap().kind, "Genesis");
-    assert!(InclusionProof::build(
-        &blocks[1],
-        5,
-        keys[0].public_key(),
-        keys[0].public_key(),
-        Hash::ZERO
-    )
-    .is_err());
+    assert!(InclusionProof::from_chain(&blocks, 1, 5).is_err());
+    assert!(InclusionProof::from_chain(&blocks, 9, 0).is_err());
 
-    let proof = proof_for(&blocks, &keys, 2, 3);
+    let proof = proof_for(&blocks, 2, 3);
     let must_fail = |p: InclusionProof, what: &str| {
         assert!(p.verify().is_err(), "{what} must not verify");
     };
 
     let mut p = proof.clone();
-    let mut tx = Transaction::decode(&hex::decode(&p.tx).unwrap()).unwrap();
+    let mut tx = Transaction::decode(&p.tx).unwrap();
     tx.timestamp_ms += 1;
-    p.tx = hex::encode(tx.encode());
+    p.tx = tx.encode();
     must_fail(p, "modified tx");
 
     let mut p = proof.clone();
-    p.tx = proof_for(&blocks, &keys, 2, 2).tx;
+    p.tx = proof_for(&blocks, 2, 2).tx;
     must_fail(p, "other tx of the same block");
 
     let mut p = proof.clone();
@@ -308,7 +290,7 @@ fn inclusion_proofs_verify_and_detect_forgery() {
     must_fail(p, "forged block signature");
 
     let mut p = proof.clone();
-    p.proposer_key = SecretKey::from_seed(&[88; 32]).public_key();
+    p.proposer_key = Some(SecretKey::from_seed(&[88; 32]).public_key());
     must_fail(p, "wrong proposer key");
 
     let mut p = proof.clone();
@@ -316,8 +298,8 @@ fn inclusion_proofs_verify_and_detect_forgery() {
     must_fail(p, "other chain");
 
     let mut p = proof.clone();
-    p.tx = "zz".into();
-    must_fail(p, "non-hex tx");
+    p.tx = vec![0xff; 3];
+    must_fail(p, "undecodable tx");
 
     let mut p = genesis_proof.clone();
     p.chain_id = Hash([4; 32]);
@@ -336,7 +318,7 @@ proptest! {
         with_magic.extend_from_slice(&bytes);
         let _ = read_export(&with_magic);
         if let Ok(text) = std::str::from_utf8(&bytes) {
-            if let Ok(proof) = serde_json::from_str::<InclusionProof>(text) {
+            if let Ok(proof) = InclusionProof::from_json(text) {
                 let _ = proof.verify();
             }
         }

@@ -2,10 +2,11 @@
 //! rules, a majority moves it to new ones, and from then on the new limits hold.
 
 use consort_crypto::{hash_domain, Hash, SecretKey};
+use consort_ledger::block::{block_signing_message_v1, block_signing_message_v2};
 use consort_ledger::conformance::{sample_genesis, sample_keys};
 use consort_ledger::dataset::{ColumnSpec, DatasetKind, DatasetRecord};
 use consort_ledger::policy::{DatasetRef, QueryRequest};
-use consort_ledger::rules_limits::{LATEST_RULES, RULES_V1, RULES_V2};
+use consort_ledger::rules_limits::{LATEST_RULES, RULES_V1, RULES_V2, RULES_V3};
 use consort_ledger::{
     read_export, verify_chain, Block, Genesis, InvalidCode, LedgerState, Transaction, TxOutcome,
     TxPayload,
@@ -362,4 +363,126 @@ fn a_non_canonical_signature_r_is_named_from_rule_version_2() {
     assert!(detail.contains("R is not canonically"), "{detail}");
     verify(&new.blocks);
     verify(&old.blocks);
+}
+
+fn note(chain: &mut Chain) -> Transaction {
+    let payload = TxPayload::Notarize(consort_ledger::Notarization {
+        files: Vec::new(),
+        note: Some(format!("note {}", chain.nonce)),
+    });
+    chain.tx(1, payload)
+}
+
+/// The next block of `chain`, built (and so signed) by founder 0 but not applied.
+fn next_block(chain: &mut Chain) -> Block {
+    let tx = note(chain);
+    chain
+        .state
+        .build_block(vec![tx], &chain.keys[0], 5, &[false])
+}
+
+/// Whether `block` applies as the next block of `chain` (on a copy of its state).
+fn applies(chain: &Chain, block: &Block) -> Result<(), String> {
+    let mut state = chain.state.clone();
+    state
+        .apply_block(block, true)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_with(chain: &Chain, block: &Block) -> Result<(), consort_ledger::VerifyFailure> {
+    verify_chain(chain.blocks.iter().chain([block]).map(|b| Ok(b.encode()))).map(|_| ())
+}
+
+#[test]
+fn a_rule_version_3_block_signed_over_the_old_message_is_refused() {
+    let mut chain = Chain::new(RULES_V3);
+    let chain_id = chain.state.chain_id();
+    let mut block = next_block(&mut chain);
+    let hash = block.hash();
+    let key = chain.keys[0].public_key();
+    consort_crypto::verify(
+        &key,
+        &block_signing_message_v2(&chain_id, &hash),
+        &block.signature,
+    )
+    .expect("the proposer signs the message that names the chain");
+    applies(&chain, &block).unwrap();
+
+    block.signature = chain.keys[0].sign(&block_signing_message_v1(&hash));
+    let err = applies(&chain, &block).unwrap_err();
+    assert!(
+        err.contains("block signature does not verify") && err.contains("rule version 3"),
+        "{err}"
+    );
+    let failure = verify_with(&chain, &block).unwrap_err();
+    assert_eq!(failure.height, 1);
+    assert!(failure.reason.contains("consort/block-sig/v2"), "{failure}");
+}
+
+#[test]
+fn a_rule_version_2_chain_still_takes_old_message_blocks() {
+    let mut chain = Chain::new(RULES_V2);
+    let chain_id = chain.state.chain_id();
+    let mut block = next_block(&mut chain);
+    let hash = block.hash();
+    consort_crypto::verify(
+        &chain.keys[0].public_key(),
+        &block_signing_message_v1(&hash),
+        &block.signature,
+    )
+    .expect("under version 2 the proposer signs the block hash alone");
+    verify_with(&chain, &block).unwrap();
+    // The new message is not accepted in its place.
+    block.signature = chain.keys[0].sign(&block_signing_message_v2(&chain_id, &hash));
+    assert!(applies(&chain, &block).is_err());
+    assert!(verify_with(&chain, &block).is_err());
+}
+
+#[test]
+fn an_upgrade_to_version_3_switches_the_block_message_at_the_next_block() {
+    let mut chain = Chain::new(RULES_V2);
+    let chain_id = chain.state.chain_id();
+    assert!(chain.register(vec![column("age")]).is_valid());
+    let upgrade = chain.upgrade(RULES_V3, &[1]);
+    let after_upgrade = note(&mut chain);
+    // The block holding the upgrade was begun under version 2 and is signed as such.
+    let block = chain.state.build_block(
+        vec![upgrade, after_upgrade],
+        &chain.keys[0],
+        5,
+        &[false, false],
+    );
+    assert!(
+        block.outcomes.iter().all(TxOutcome::is_valid),
+        "{:?}",
+        block.outcomes
+    );
+    consort_crypto::verify(
+        &chain.keys[0].public_key(),
+        &block_signing_message_v1(&block.hash()),
+        &block.signature,
+    )
+    .expect("the upgrade's own block is sealed under version 2");
+    let mut resigned = block.clone();
+    resigned.signature = chain.keys[0].sign(&block_signing_message_v2(&chain_id, &block.hash()));
+    assert!(applies(&chain, &resigned).is_err());
+    chain.state.apply_block(&block, true).unwrap();
+    chain.blocks.push(block);
+    assert_eq!(chain.state.rules_version(), RULES_V3);
+
+    // From the next block on, the message names the chain.
+    let mut next = next_block(&mut chain);
+    consort_crypto::verify(
+        &chain.keys[0].public_key(),
+        &block_signing_message_v2(&chain_id, &next.hash()),
+        &next.signature,
+    )
+    .expect("sealed under version 3");
+    verify_with(&chain, &next).unwrap();
+    next.signature = chain.keys[0].sign(&block_signing_message_v1(&next.hash()));
+    let err = applies(&chain, &next).unwrap_err();
+    assert!(err.contains("rule version 3"), "{err}");
+    let failure = verify_with(&chain, &next).unwrap_err();
+    assert_eq!(failure.height, chain.state.height() + 1);
 }

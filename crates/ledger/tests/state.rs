@@ -275,7 +275,7 @@ fn apply_block_rejects_tampered_blocks() {
         assert_eq!(follower.head_hash(), state.head_hash());
     };
     let resign = |mut block: Block| {
-        block.signature = keys[0].sign(&block.header.signing_message());
+        block.signature = keys[0].sign(&state.block_signing_message(&block.header));
         block
     };
 
@@ -305,13 +305,13 @@ fn apply_block_rejects_tampered_blocks() {
     expect_reject(&b, "block signature");
 
     let mut b = good.clone();
-    b.signature = keys[1].sign(&b.header.signing_message());
+    b.signature = keys[1].sign(&state.block_signing_message(&b.header));
     expect_reject(&b, "block signature");
 
     let outsider = SecretKey::from_seed(&[66; 32]);
     let mut b = good.clone();
     b.header.proposer = outsider.member_id();
-    b.signature = outsider.sign(&b.header.signing_message());
+    b.signature = outsider.sign(&state.block_signing_message(&b.header));
     expect_reject(&b, "not a member");
 
     let mut b = good.clone();

@@ -344,33 +344,14 @@ async fn proof(State(shared): State<Arc<NodeShared>>, Path(raw): Path<String>) -
     })?))
 }
 
-/// The proof of transaction `index` of `block`, with the keys of its proposer and signer
-/// as they were, so members removed since keep their transactions provable. Block 0 has
-/// neither (its proof is checked against the genesis itself).
+/// The inclusion proof (format version 2) of transaction `index` of `block`: every
+/// transaction has one — the genesis, invalid ones, and those of members removed since.
 fn build_proof(
     chain: &crate::chain::Chain,
     block: &consort_ledger::Block,
     index: u32,
 ) -> Result<InclusionProof, NodeError> {
-    let tx = block
-        .txs
-        .get(index as usize)
-        .ok_or_else(|| NodeError::Internal("tx index out of range".into()))?;
-    let key_of = |id: &consort_crypto::MemberId| -> Result<consort_crypto::PublicKey, NodeError> {
-        if block.header.height == 0 {
-            return Ok(consort_crypto::PublicKey([0; 32]));
-        }
-        chain.member_key_ever(id)?.ok_or_else(|| {
-            NodeError::Internal(format!("member {id} was never admitted on this chain"))
-        })
-    };
-    Ok(InclusionProof::build(
-        block,
-        index as usize,
-        key_of(&block.header.proposer)?,
-        key_of(&tx.signer)?,
-        chain.read(|s| s.chain_id()),
-    )?)
+    chain.proof(block, index as usize)
 }
 
 async fn export(State(shared): State<Arc<NodeShared>>) -> Result<Response, ApiError> {

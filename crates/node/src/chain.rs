@@ -9,7 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use consort_crypto::{Hash, MemberId, PublicKey};
-use consort_ledger::{Block, BlockStore, LedgerState, TxOutcome, TxPayload};
+use consort_ledger::proof::governance_entries;
+use consort_ledger::{
+    Block, BlockStore, GovernanceEntry, InclusionProof, LedgerState, ProofSources, TxOutcome,
+};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
@@ -45,6 +48,10 @@ pub struct Chain {
     members_version: watch::Sender<u64>,
     /// The height of the last applied block.
     height_tx: watch::Sender<u64>,
+    /// Every valid membership change and rule upgrade of the applied blocks, in chain order:
+    /// what an inclusion proof replays (FORMAT.md §12). Rare, so kept whole; appended under
+    /// the state's write lock.
+    governance: RwLock<Vec<GovernanceEntry>>,
 }
 
 impl Chain {
@@ -55,6 +62,7 @@ impl Chain {
         store: Arc<dyn BlockStore>,
     ) -> Result<Self, NodeError> {
         let mut state = LedgerState::from_genesis(genesis)?;
+        let mut governance = Vec::new();
         match store.height()? {
             None => {
                 store.append(&genesis.block(), &[])?;
@@ -77,6 +85,7 @@ impl Chain {
                     state.apply_block(&block, false).map_err(|e| {
                         NodeError::Corrupt(format!("stored block {height} does not replay: {e}"))
                     })?;
+                    governance.extend(governance_entries(&block));
                 }
             }
         }
@@ -89,6 +98,7 @@ impl Chain {
             halted: Mutex::new(None),
             members_version: watch::channel(0).0,
             height_tx: watch::channel(height).0,
+            governance: RwLock::new(governance),
         })
     }
 
@@ -190,6 +200,13 @@ impl Chain {
         }
         let membership_changed =
             state.members().keys().copied().collect::<Vec<_>>() != members_before;
+        let changes = governance_entries(block);
+        if !changes.is_empty() {
+            self.governance
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(changes);
+        }
         drop(state);
         self.notify(block);
         self.height_tx.send_replace(height);
@@ -266,30 +283,74 @@ impl Chain {
     }
 
     /// The key of `id` as a current member, or else as it was admitted (by the genesis or a
-    /// valid `MemberAdd`) before its removal: a proof of an old transaction needs its
-    /// signer's and proposer's keys. Ids are derived from keys, so the key is unambiguous.
-    /// A removed member costs a scan of the stored chain.
+    /// valid `MemberAdd`) before its removal. Ids are derived from keys, so the key is
+    /// unambiguous. Reads the governance index, not the chain.
     pub fn member_key_ever(&self, id: &MemberId) -> Result<Option<PublicKey>, NodeError> {
         if let Some(key) = self.read(|s| s.member_key(id)) {
             return Ok(Some(key));
         }
-        let top = self.store.height()?.unwrap_or(0);
-        for height in 0..=top {
-            let Some(block) = self.store.block(height)? else {
-                continue;
-            };
-            for (tx, outcome) in block.txs.iter().zip(&block.outcomes) {
-                let admitted: Vec<&consort_ledger::MemberInfo> = match &tx.payload {
-                    TxPayload::Genesis(genesis) => genesis.members.iter().collect(),
-                    TxPayload::MemberAdd(info) if outcome.is_valid() => vec![info],
-                    _ => Vec::new(),
-                };
-                if let Some(info) = admitted.into_iter().find(|info| info.id() == *id) {
-                    return Ok(Some(info.public_key));
+        let admitted = self
+            .governance
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|e| match &e.tx.payload {
+                consort_ledger::TxPayload::MemberAdd(info) if info.id() == *id => {
+                    Some(info.public_key)
                 }
-            }
+                _ => None,
+            });
+        if admitted.is_some() {
+            return Ok(admitted);
         }
-        Ok(None)
+        let genesis = self.block_at(0)?;
+        Ok(genesis.txs.first().and_then(|tx| match &tx.payload {
+            consort_ledger::TxPayload::Genesis(g) => g
+                .members
+                .iter()
+                .find(|m| m.id() == *id)
+                .map(|m| m.public_key),
+            _ => None,
+        }))
+    }
+
+    fn block_at(&self, height: u64) -> Result<Block, NodeError> {
+        self.store
+            .block(height)?
+            .ok_or_else(|| NodeError::Corrupt(format!("block {height} is missing from the store")))
+    }
+
+    /// The inclusion proof (FORMAT.md §12) of transaction `index` of the stored `block`:
+    /// reads block 0, the block's parent and grandparent, and the governance index, so its
+    /// cost does not grow with the chain.
+    pub fn proof(&self, block: &Block, index: usize) -> Result<InclusionProof, NodeError> {
+        let height = block.header.height;
+        let genesis = self.block_at(0)?;
+        let previous = match height {
+            0 => None,
+            1 => Some(genesis.clone()),
+            h => Some(self.block_at(h - 1)?),
+        };
+        let state_root_2back = if height >= 2 {
+            self.block_at(height - 2)?.header.state_root
+        } else {
+            Hash::ZERO
+        };
+        let governance: Vec<GovernanceEntry> = {
+            let all = self.governance.read().unwrap_or_else(|p| p.into_inner());
+            let end = all.partition_point(|e| e.height <= height);
+            all.get(..end).unwrap_or_default().to_vec()
+        };
+        Ok(InclusionProof::build(
+            block,
+            index,
+            &ProofSources {
+                genesis: &genesis,
+                previous: previous.as_ref(),
+                state_root_2back,
+                governance: &governance,
+            },
+        )?)
     }
 
     /// The whole stored chain in the export format of docs/FORMAT.md.
@@ -340,7 +401,7 @@ pub fn verify_json(
 mod tests {
     use super::*;
     use consort_ledger::conformance::{sample_genesis, sample_keys, sample_notarize};
-    use consort_ledger::MemBlockStore;
+    use consort_ledger::{MemBlockStore, TxPayload};
 
     fn chain_with(keys: &[consort_crypto::SecretKey]) -> (Chain, consort_ledger::Genesis) {
         let genesis = sample_genesis(keys);
@@ -424,6 +485,59 @@ mod tests {
             chain.apply_block(&b, &[]),
             Err(NodeError::Halted(_))
         ));
+    }
+
+    #[test]
+    fn proofs_read_the_governance_index_which_a_reopen_rebuilds() {
+        let keys = sample_keys(3);
+        let genesis = sample_genesis(&keys);
+        let chain_id = genesis.chain_id();
+        let store: Arc<dyn BlockStore> = Arc::new(MemBlockStore::new());
+        let chain = Chain::open(&genesis, store.clone()).unwrap();
+        let newcomer = consort_crypto::SecretKey::from_seed(&[50; 32]);
+        let info = consort_ledger::MemberInfo {
+            name: "newcomer".into(),
+            public_key: newcomer.public_key(),
+            peer_addr: "127.0.0.1:9".into(),
+            api_addr: "127.0.0.1:10".into(),
+        };
+        let mut add = consort_ledger::Transaction::sign(
+            TxPayload::MemberAdd(info),
+            &keys[0],
+            &chain_id,
+            1,
+            5,
+        );
+        add.add_approval(&keys[1], &chain_id);
+        let batches = vec![
+            vec![add],
+            vec![sample_notarize(&newcomer, &chain_id, 2)],
+            vec![sample_notarize(&keys[2], &chain_id, 3)],
+        ];
+        for (i, txs) in batches.into_iter().enumerate() {
+            let flags = vec![false; txs.len()];
+            let block = chain.read(|s| s.build_block(txs, &keys[i % 3], 5 + i as u64, &flags));
+            assert!(block.outcomes.iter().all(TxOutcome::is_valid));
+            chain.apply_block(&block, &[]).unwrap();
+        }
+        assert_eq!(
+            chain.member_key_ever(&newcomer.member_id()).unwrap(),
+            Some(newcomer.public_key())
+        );
+        let proofs: Vec<InclusionProof> = (0..=3)
+            .map(|h| chain.proof(&store.block(h).unwrap().unwrap(), 0).unwrap())
+            .collect();
+        for proof in &proofs {
+            proof.verify().unwrap();
+        }
+        assert_eq!(proofs[3].governance.len(), 1);
+        let reopened = Chain::open(&genesis, store.clone()).unwrap();
+        for (h, proof) in proofs.iter().enumerate() {
+            let again = reopened
+                .proof(&store.block(h as u64).unwrap().unwrap(), 0)
+                .unwrap();
+            assert_eq!(&again, proof);
+        }
     }
 
     #[test]
