@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cluster, consort, serial, signed};
+use common::{cluster, consort, notarization, serial, signed};
+use consort_ledger::{Block, Transaction};
+use serde_json::{json, Value};
 
 fn dir_of(cluster: &consort_cli::cluster::LocalCluster, i: usize) -> String {
     cluster.members[i].dir.root.to_str().unwrap().to_string()
@@ -224,5 +226,173 @@ async fn majority_signed_member_add_and_remove() {
         assert_eq!(code, 0, "proof of {what} transaction: {out}{err}");
         let (code, out, err) = consort(&["ledger", "verify-proof", proof_s]);
         assert_eq!(code, 0, "verify-proof of {what} transaction: {out}{err}");
+        // The chain started under rule version 3: its blocks name the chain.
+        assert!(out.contains("rule version 3"), "{out}");
+        if what == "gamma's" {
+            assert!(out.contains("a member when it was recorded"), "{out}");
+            assert!(out.contains("block signature names the chain id"), "{out}");
+        }
     }
+
+    // An invalid outcome: two transactions of beta's with one nonce in one batch; both pass
+    // intake, and the block records the later one as a replay.
+    let beta_key = cluster.members[1].dir.load_key().unwrap();
+    let genesis = consort_node::config::read_genesis(&cluster.genesis_path).unwrap();
+    let chain_id = genesis.chain_id();
+    let nonce = rand::random();
+    let twins: Vec<Transaction> = [900u64, 901]
+        .iter()
+        .map(|&i| {
+            Transaction::sign(
+                notarization(i),
+                &beta_key,
+                &chain_id,
+                nonce,
+                1_700_000_000_000 + i,
+            )
+        })
+        .collect();
+    let results = cluster.members[1]
+        .client
+        .submit_many(&twins, true)
+        .await
+        .unwrap();
+    let replayed = results
+        .iter()
+        .find(|r| r["valid"] == false)
+        .unwrap_or_else(|| panic!("one of the pair is recorded invalid: {results:?}"));
+    let replayed_id = replayed["tx_id"].as_str().unwrap().to_string();
+    let invalid_proof = root.path().join("invalid-proof.json");
+    let invalid_s = invalid_proof.to_str().unwrap().to_string();
+    let (code, out, err) = consort(&[
+        "--dir",
+        &dir_of(&cluster, 0),
+        "ledger",
+        "proof",
+        &replayed_id,
+        "--out",
+        &invalid_s,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = consort(&["ledger", "verify-proof", &invalid_s]);
+    assert_eq!(
+        code, 0,
+        "verify-proof of an invalid transaction: {out}{err}"
+    );
+    assert!(out.contains("ReplayedNonce"), "{out}");
+
+    // Crafted proofs, each refused by verify-proof with its reason on one line.
+    let good: Value =
+        serde_json::from_str(&std::fs::read_to_string(&invalid_proof).unwrap()).unwrap();
+    let crafted = root.path().join("crafted.json");
+    let refuses = |proof: &str, needles: &[&str]| {
+        std::fs::write(&crafted, proof).unwrap();
+        let (code, out, err) = consort(&["ledger", "verify-proof", crafted.to_str().unwrap()]);
+        assert_eq!(code, 1, "a crafted proof verified: {out}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+    };
+    let edited = |edit: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        edit(&mut v);
+        v.to_string()
+    };
+    // Another chain id on the invalid-outcome transaction; also with a twin consortium's
+    // genesis (same members, another name) in place of this one's.
+    refuses(
+        &edited(&|v| v["chain_id"] = json!("11".repeat(32))),
+        &["genesis"],
+    );
+    let mut twin = genesis.clone();
+    twin.consortium.push_str("-twin");
+    let twin_genesis = hex::encode(twin.block().txs[0].encode());
+    refuses(
+        &edited(&|v| {
+            v["chain_id"] = json!(twin.chain_id().to_string());
+            v["genesis"] = json!(twin_genesis.clone());
+        }),
+        &["governance entry 0"],
+    );
+    // The recorded outcome code changed.
+    refuses(
+        &edited(&|v| v["outcome"] = json!("Valid")),
+        &["outcome code 3 (ReplayedNonce)"],
+    );
+    // A membership change left out of the history (delta's admission).
+    refuses(
+        &edited(&|v| {
+            v["governance"].as_array_mut().unwrap().remove(0);
+        }),
+        &["state root"],
+    );
+    // Uppercase hex, an unknown field, a version-1 proof.
+    refuses(
+        &edited(&|v| v["block_hash"] = json!(v["block_hash"].as_str().unwrap().to_uppercase())),
+        &["lowercase"],
+    );
+    refuses(
+        &edited(&|v| v["note"] = json!("trust me")),
+        &["unknown field"],
+    );
+    refuses(
+        &edited(&|v| {
+            v.as_object_mut().unwrap().remove("version");
+        }),
+        &["version-1", "consort ledger proof"],
+    );
+    // An outsider seals a block around gamma's genuine transaction, signing the message that
+    // names this chain.
+    let outsider = consort_crypto::SecretKey::from_seed(&[0x5a; 32]);
+    let (code, out, err) = consort(&[
+        "--dir",
+        &dir_of(&cluster, 0),
+        "ledger",
+        "proof",
+        &gamma_tx.id().to_string(),
+        "--out",
+        &invalid_s,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut forged = consort_ledger::InclusionProof::from_json(
+        &std::fs::read_to_string(&invalid_proof).unwrap(),
+    )
+    .unwrap();
+    forged.header.proposer = outsider.member_id();
+    forged.block_hash = forged.header.hash();
+    forged.block_signature = outsider.sign(&forged.header.signing_message(3, &chain_id));
+    forged.proposer_key = Some(outsider.public_key());
+    refuses(
+        &serde_json::to_string(&forged).unwrap(),
+        &["was not a member before block"],
+    );
+
+    // `ledger verify` refuses a block of this version-3 chain signed over the old message.
+    let blocks: Vec<Block> = consort_ledger::read_export(&export)
+        .unwrap()
+        .iter()
+        .map(|raw| Block::decode(raw).unwrap())
+        .collect();
+    let mut blocks = blocks;
+    let height = 2;
+    let proposer = blocks[height].header.proposer;
+    let key = (0..cluster.members.len())
+        .map(|i| cluster.members[i].dir.load_key().unwrap())
+        .find(|k| k.member_id() == proposer)
+        .unwrap();
+    let hash = blocks[height].hash();
+    blocks[height].signature = key.sign(&consort_ledger::block::block_signing_message_v1(&hash));
+    let mut bytes = Vec::new();
+    consort_ledger::write_export(&mut bytes, blocks.iter().map(|b| Ok(b.encode()))).unwrap();
+    let resigned = root.path().join("resigned.export");
+    std::fs::write(&resigned, &bytes).unwrap();
+    let (code, out, err) = consort(&["ledger", "verify", "--export", resigned.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("height 2")
+            && err.contains("block signature")
+            && err.contains("rule version 3"),
+        "{err}"
+    );
 }

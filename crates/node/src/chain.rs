@@ -540,6 +540,56 @@ mod tests {
         }
     }
 
+    /// `ledger proof` on a long chain: making a proof reads three blocks and the governance
+    /// index, so its time does not grow with the chain. Run with
+    /// `cargo test --release -p consort-node --lib long_chain -- --ignored --nocapture`
+    /// (`CONSORT_PROOF_BLOCKS`, default 100,000 blocks of one transaction, on redb).
+    #[test]
+    #[ignore]
+    fn proof_time_on_a_long_chain() {
+        let blocks: u64 = std::env::var("CONSORT_PROOF_BLOCKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let keys = sample_keys(3);
+        let genesis = sample_genesis(&keys);
+        let chain_id = genesis.chain_id();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.redb");
+        let store: Arc<dyn BlockStore> =
+            Arc::new(consort_ledger::RedbBlockStore::open(&path).unwrap());
+        let chain = Chain::open(&genesis, store.clone()).unwrap();
+        let started = std::time::Instant::now();
+        for n in 1..=blocks {
+            let tx = sample_notarize(&keys[(n % 3) as usize], &chain_id, n);
+            let block = chain.read(|s| s.build_block(vec![tx], &keys[0], n, &[true]));
+            chain.note_built_here(block.hash());
+            chain.apply_block(&block, &[]).unwrap();
+        }
+        eprintln!("built {blocks} blocks in {:?}", started.elapsed());
+        drop(chain);
+        let started = std::time::Instant::now();
+        let chain = Chain::open(&genesis, store.clone()).unwrap();
+        eprintln!("reopened (replay) in {:?}", started.elapsed());
+        for height in [1, blocks / 2, blocks] {
+            let started = std::time::Instant::now();
+            let block = store.block(height).unwrap().unwrap();
+            let proof = chain.proof(&block, 0).unwrap();
+            let json = serde_json::to_string_pretty(&proof).unwrap();
+            let made = started.elapsed();
+            let started = std::time::Instant::now();
+            consort_ledger::InclusionProof::from_json(&json)
+                .unwrap()
+                .verify()
+                .unwrap();
+            eprintln!(
+                "block {height}: proof made in {made:?} ({} bytes), verified in {:?}",
+                json.len(),
+                started.elapsed()
+            );
+        }
+    }
+
     #[test]
     fn reopening_replays_the_store_and_refuses_another_consortium() {
         let keys = sample_keys(3);
