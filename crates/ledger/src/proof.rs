@@ -332,8 +332,15 @@ impl InclusionProof {
                 text.len()
             )));
         }
+        /// Whether `version` is there at all (`null` included), and what it holds.
+        fn present<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<serde_json::Value>, D::Error> {
+            serde_json::Value::deserialize(d).map(Some)
+        }
         #[derive(Deserialize)]
         struct Probe {
+            #[serde(default, deserialize_with = "present")]
             version: Option<serde_json::Value>,
         }
         let probe: Probe = serde_json::from_str(text)

@@ -30,7 +30,7 @@ pub fn document() -> Value {
             "/api/ledger/status": { "get": op("height, head hash, leader, members, this node's role") },
             "/api/ledger/blocks/{height}": { "get": op("one block with its transactions and outcomes") },
             "/api/ledger/txs/{id}": { "get": op("one committed transaction and where it is") },
-            "/api/ledger/proof/{id}": { "get": op("an inclusion proof (docs/FORMAT.md)") },
+            "/api/ledger/proof/{id}": { "get": op("an inclusion proof, format version 2 (docs/FORMAT.md §12): the block, the genesis and governance history, and the state-root openings that prove membership and the outcome code") },
             "/api/ledger/export": { "get": op("the whole chain in the export format (application/octet-stream)") },
             "/api/ledger/verify": { "get": op("replay the stored chain from genesis and report") },
             "/api/datasets": { "get": op("the catalog: every member's registered datasets (schema, counts, commitment; no rows)") },
