@@ -6,14 +6,10 @@
 //! at once instead of the serial parts leaving the other core idle.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use consort_crypto::Hash;
-use rayon::prelude::*;
 
 use crate::canonical::Commitment;
 use crate::error::DataError;
-use crate::hiding::{LeafScratch, RowSalter};
 use crate::value::Row;
 
 use super::fingerprints::FingerprintSet;
@@ -30,11 +26,8 @@ pub(super) struct Accept {
     pub(super) paths: Vec<PathBuf>,
     pub(super) rejects: Rejects,
     pub(super) seen: FingerprintSet,
+    /// Row-hash leaves only: salted leaves are pushed by the sealing stage (`seal`).
     pub(super) commitment: Commitment,
-    /// Salted leaves: hashed here, once rows have their numbers.
-    pub(super) salter: Option<Arc<RowSalter>>,
-    /// The chunk's kept rows, before they join the batch.
-    pub(super) pending: Vec<Row>,
     /// Per column: some kept row has a NULL there (the first [`NULL_MASK_COLUMNS`] are
     /// in `null_mask` until [`Accept::nulls`] merges them).
     pub(super) nulls: Vec<bool>,
@@ -102,23 +95,6 @@ impl Accept {
                 self.commitment.push_leaf_hash(leaf);
             }
             self.kept += 1;
-            self.pending.push(row);
-        }
-        if let Some(salter) = &self.salter {
-            let first = self.kept - self.pending.len() as u64;
-            let leaves: Vec<Hash> = self
-                .pending
-                .par_iter()
-                .enumerate()
-                .map_init(LeafScratch::default, |scratch, (k, row)| {
-                    salter.leaf(first + k as u64, row, scratch)
-                })
-                .collect();
-            for leaf in leaves {
-                self.commitment.push_leaf_hash(leaf);
-            }
-        }
-        for row in self.pending.drain(..) {
             self.batch.push(row);
             if self.batch.len() >= BATCH_ROWS {
                 sink(std::mem::replace(

@@ -19,10 +19,12 @@
 mod accept;
 mod fingerprints;
 mod inputs;
+mod seal;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use consort_crypto::Hash;
 use rayon::prelude::*;
@@ -31,7 +33,7 @@ use crate::canonical::Commitment;
 use crate::clean::{position_named, Cleaner, Typer};
 use crate::error::DataError;
 use crate::formats::{Fields, Format, Item};
-use crate::hiding::RowCommitment;
+use crate::hiding::{RowCommitment, RowSalter};
 use crate::infer::{finalize_names, Inference, SAMPLE_ROWS};
 use crate::recipe::{recipe_hash, Dedup, Recipe};
 use crate::value::Schema;
@@ -298,8 +300,8 @@ impl Ingest {
             cleaner: &cleaner,
             typer: &typer,
             named_index: &named_index,
-            row_leaves: salter.is_none(),
-            leaf_is_fingerprint: salter.is_none() && typer.fingerprint_is_leaf(),
+            commit_row_leaves: salter.is_none(),
+            leaf_is_fingerprint: typer.fingerprint_is_leaf(),
         };
         let accept = Accept {
             paths: inputs.paths.clone(),
@@ -315,8 +317,6 @@ impl Ingest {
                 expected_records
             }),
             commitment: Commitment::new(),
-            salter,
-            pending: Vec::new(),
             nulls: vec![false; schema.columns.len()],
             null_mask: 0,
             fingerprints: Vec::new(),
@@ -338,8 +338,15 @@ impl Ingest {
             drop(chunk);
             prepared
         };
-        let (mut inputs, accept) =
-            run_stages(inputs, buffer, &prepare, accept, &mut *sink, &mut *progress)?;
+        let (mut inputs, accept, sealed) = run_stages(
+            inputs,
+            buffer,
+            &prepare,
+            accept,
+            salter,
+            &mut *sink,
+            &mut *progress,
+        )?;
         inputs.finish_current()?;
         let bytes_read = inputs.done_bytes;
         progress(bytes_read);
@@ -376,7 +383,7 @@ impl Ingest {
             rows_rejected: rejects.count,
             rejects_by_reason: rejects.by_reason,
             reject_file,
-            commitment: commitment.root(),
+            commitment: sealed.unwrap_or(commitment).root(),
             input_hash,
             recipe_hash,
             bytes_read,
@@ -385,6 +392,9 @@ impl Ingest {
         })
     }
 }
+
+/// The acceptor's way to the sealer: its batches go there instead of to the sink.
+struct SealForward(std::sync::mpsc::SyncSender<Vec<crate::value::Row>>);
 
 /// Chunks that may wait between two stages: enough to ride out one stage's slow chunk,
 /// few enough to bound memory.
@@ -401,17 +411,24 @@ type PreparedChunk = Vec<(usize, Prepared)>;
 /// A failing stage stops the others: the acceptor's error ends the preparing (its queue
 /// closes), which ends the reading; a read error ends the preparing, and the acceptor
 /// finishes what was prepared before it. The first error is returned.
+///
+/// With salted leaves a fourth stage, the sealer, sits between the acceptor and `sink`: it
+/// hashes each batch's leaves in parallel (only once the acceptor has numbered the rows can
+/// their salts be derived) and returns the commitment, so the acceptor never waits on it.
+#[allow(clippy::too_many_arguments)]
 fn run_stages(
     mut inputs: Inputs,
     mut buffer: VecDeque<(usize, Item, bool)>,
     prepare: &(dyn Fn(Chunk) -> PreparedChunk + Sync),
     mut accept: Accept,
+    salter: Option<Arc<RowSalter>>,
     sink: Sink<'_>,
     progress: ProgressFn<'_>,
-) -> Result<(Inputs, Accept), DataError> {
+) -> Result<(Inputs, Accept, Option<Commitment>), DataError> {
     use std::sync::mpsc::sync_channel;
     let (chunk_tx, chunk_rx) = sync_channel::<Result<(Chunk, u64), DataError>>(STAGE_QUEUE);
     let (prepared_tx, prepared_rx) = sync_channel::<(PreparedChunk, u64)>(STAGE_QUEUE);
+    let (batch_tx, batch_rx) = sync_channel::<Vec<crate::value::Row>>(STAGE_QUEUE);
     std::thread::scope(|scope| {
         let stage = |name: &str| std::thread::Builder::new().name(format!("consort-{name}"));
         let not_started = |name: &str, e: std::io::Error| {
@@ -436,8 +453,36 @@ fn run_stages(
                 inputs
             })
             .map_err(|e| not_started("read", e))?;
+        let mut sink = Some(sink);
+        let (sealer, mut forward): (_, Option<SealForward>) = match (salter, sink.take()) {
+            (Some(salter), Some(to_sink)) => {
+                let sealer = stage("seal")
+                    .spawn_scoped(scope, move || seal::run(&salter, batch_rx, to_sink))
+                    .map_err(|e| not_started("seal", e))?;
+                (Some(sealer), Some(SealForward(batch_tx)))
+            }
+            (_, to_sink) => {
+                sink = to_sink;
+                (None, None)
+            }
+        };
         let acceptor = stage("accept")
             .spawn_scoped(scope, move || -> Result<Accept, DataError> {
+                let mut to_sealer;
+                let sink: Sink<'_> = match (forward.take(), sink) {
+                    (Some(SealForward(tx)), _) => {
+                        to_sealer = move |rows| {
+                            tx.send(rows).map_err(|_| {
+                                DataError::Invalid("the ingest's seal stage stopped".into())
+                            })
+                        };
+                        &mut to_sealer
+                    }
+                    (None, Some(sink)) => sink,
+                    (None, None) => {
+                        return Err(DataError::Invalid("the ingest has no sink".into()))
+                    }
+                };
                 for (prepared, bytes) in prepared_rx {
                     accept.chunk(prepared, bytes, &mut *sink, &mut *progress)?;
                 }
@@ -463,11 +508,17 @@ fn run_stages(
         let stage_panicked =
             |stage: &str| DataError::Invalid(format!("the ingest's {stage} stage panicked"));
         let accepted = acceptor.join().map_err(|_| stage_panicked("accept"))?;
+        let sealed = match sealer {
+            Some(sealer) => Some(sealer.join().map_err(|_| stage_panicked("seal"))?),
+            None => None,
+        };
         let inputs = reader.join().map_err(|_| stage_panicked("read"))?;
+        // The sealer's error is the cause of the acceptor's "stopped".
+        let sealed = sealed.transpose()?;
         let accept = accepted?;
         match read_error {
             Some(e) => Err(e),
-            None => Ok((inputs, accept)),
+            None => Ok((inputs, accept, sealed)),
         }
     })
 }

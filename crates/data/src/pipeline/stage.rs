@@ -46,9 +46,12 @@ pub(super) struct Steps<'a> {
     pub cleaner: &'a Cleaner,
     pub typer: &'a Typer,
     pub named_index: &'a HashMap<String, usize>,
-    /// Whether to hash row-hash leaves here (not for salted leaves).
-    pub row_leaves: bool,
-    /// [`Typer::fingerprint_is_leaf`] with row leaves: take the fingerprint from the leaf.
+    /// Whether the commitment's leaves are row hashes (else they are salted, and hashed
+    /// once rows have their numbers).
+    pub commit_row_leaves: bool,
+    /// [`Typer::fingerprint_is_leaf`]: take the fingerprint from the row-hash leaf (SHA-256
+    /// on the SHA extensions beats a BLAKE3 of the same bytes at this size), computed for
+    /// that alone when leaves are salted.
     pub leaf_is_fingerprint: bool,
 }
 
@@ -92,12 +95,12 @@ pub(super) fn prepare(
                 steps.typer.dedup_key(&row, &mut scratch.key)
             };
             steps.typer.pseudonymise(&mut row);
-            let leaf = steps.row_leaves.then(|| {
+            let row_leaf = (steps.commit_row_leaves || steps.leaf_is_fingerprint).then(|| {
                 scratch.encoding.clear();
                 crate::canonical::encode_row_into(&row, &mut scratch.encoding);
                 consort_crypto::merkle::leaf_hash(&scratch.encoding)
             });
-            let fingerprint = match leaf {
+            let fingerprint = match row_leaf {
                 Some(leaf) if steps.leaf_is_fingerprint => {
                     let mut head = [0u8; 16];
                     head.copy_from_slice(&leaf.0[..16]);
@@ -105,6 +108,7 @@ pub(super) fn prepare(
                 }
                 _ => fingerprint,
             };
+            let leaf = row_leaf.filter(|_| steps.commit_row_leaves);
             let nulls = row
                 .iter()
                 .take(NULL_MASK_COLUMNS)

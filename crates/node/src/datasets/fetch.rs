@@ -4,7 +4,7 @@
 //!
 //! The recipient (the CLI, through its own node, which relays each request to the owner's
 //! node over the peer link) pages through the rows in row-number order and checks them
-//! against the ledger's commitment (docs/FORMAT.md §14.1, §17):
+//! against the ledger's commitment (docs/FORMAT.md §14.1, §16):
 //! - a dataset committed with salted columns comes with an opening per row: the salts of
 //!   the columns asked for and the cell hashes of the others. The recipient recomputes
 //!   every leaf from the values it got, so a value that differs from the committed one is
@@ -134,6 +134,9 @@ impl WireOpening {
             .iter()
             .map(|s| {
                 let mut salt = [0u8; 16];
+                if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(format!("salt {s:?} is not lowercase hex"));
+                }
                 hex::decode_to_slice(s, &mut salt)
                     .map_err(|_| format!("salt {s:?} is not 32 hex digits"))?;
                 Ok(salt)
