@@ -6,8 +6,8 @@
 //! other columns' few values recovered them all. Here the same attack runs against:
 //! - a dataset registered under rule version 2: the subset fetch is refused;
 //! - the same data registered again after the chain moved to rule version 3 (salted
-//!   columns): the attack recovers nothing, while the same search with the owner's real
-//!   salts recovers every row (so the search itself works);
+//!   columns, committed in groups of 16 rows): the attack recovers nothing, while the same
+//!   search with the owner's real salts recovers every row (so the search itself works);
 //! - a value tampered in the owner's database: the recipient's check catches it.
 
 mod common;
@@ -211,7 +211,8 @@ async fn a_plain_grant_on_one_column_reveals_only_that_column() {
     let page_rows = page["rows"].as_array().unwrap();
     let openings = page["openings"].as_array().unwrap();
     assert_eq!(page_rows.len(), 20);
-    assert_eq!(openings.len(), 20);
+    // Rows are committed in groups of 16: rows 0-15 and 16-19.
+    assert_eq!(openings.len(), 2);
     let salt_of = |s: &Json| -> [u8; 16] {
         let mut salt = [0u8; 16];
         hex::decode_to_slice(s.as_str().unwrap(), &mut salt).unwrap();
@@ -225,56 +226,83 @@ async fn a_plain_grant_on_one_column_reveals_only_that_column() {
             .map(|h| h.as_str().unwrap().parse().unwrap())
             .collect()
     };
+    let groups: Vec<&[(String, i64, String)]> = rows.chunks(16).collect();
     let mut scratch = Vec::new();
     let mut recovered = 0;
     let mut tried = 0;
-    for (i, opening) in openings.iter().enumerate() {
+    for (g, opening) in openings.iter().enumerate() {
         let salts = opening["salts"].as_array().unwrap();
         assert_eq!(salts.len(), 1, "only the granted column's salt is sent");
         let region_salt = salt_of(&salts[0]);
         let hidden = hidden_of(opening);
         assert_eq!(hidden.len(), 2);
-        let region = Value::Text(rows[i].0.as_str().into());
-        for (age, diagnosis) in guesses() {
-            tried += 1;
-            let (age, diagnosis) = (Value::Integer(age), Value::Text(diagnosis.into()));
-            // The old leaf, and the cells as if the row shared the revealed salt.
-            let leaf = merkle::leaf_hash(&encode_row(&vec![
-                region.clone(),
-                age.clone(),
-                diagnosis.clone(),
-            ]));
-            if hidden.contains(&leaf)
-                || hidden[0] == cell_hash(&region_salt, &age, &mut scratch)
-                || hidden[1] == cell_hash(&region_salt, &diagnosis, &mut scratch)
-                || hidden[0] == cell_hash(&[0; 16], &age, &mut scratch)
-                || hidden[1] == cell_hash(&[0; 16], &diagnosis, &mut scratch)
-            {
-                recovered += 1;
+        let size = groups[g].len();
+        for row in groups[g] {
+            let region = Value::Text(row.0.as_str().into());
+            for (age, diagnosis) in guesses() {
+                tried += 1;
+                let (age, diagnosis) = (Value::Integer(age), Value::Text(diagnosis.into()));
+                // The old row leaf; cells as if the group shared the revealed salt; the
+                // guess alone or repeated over the group, salted or not.
+                let leaf = merkle::leaf_hash(&encode_row(&vec![
+                    region.clone(),
+                    age.clone(),
+                    diagnosis.clone(),
+                ]));
+                let mut hit = hidden.contains(&leaf);
+                for salt in [region_salt, [0; 16]] {
+                    for n in [1, size] {
+                        hit |= hidden[0] == cell_hash(&salt, n, vec![&age; n], &mut scratch);
+                        hit |= hidden[1] == cell_hash(&salt, n, vec![&diagnosis; n], &mut scratch);
+                    }
+                }
+                recovered += usize::from(hit);
             }
         }
     }
     assert_eq!(tried, 20 * 121 * 7);
     assert_eq!(recovered, 0, "the attack recovered hidden values");
 
-    // Control: the same search with the owner's real salts finds every hidden value, so
-    // a zero above is the salts' doing, not a broken search.
+    // Control: with the owner's real salts (and the rest of its group), the same search
+    // finds each row's hidden values, so a zero above is the salts' doing, not a broken
+    // search.
     let secret = *cluster.members[0].dir.commitment_key().unwrap();
     let salter = RowSalter::new(&secret, "patients", 2);
     let mut found = 0;
-    for (i, opening) in openings.iter().enumerate() {
+    for (g, opening) in openings.iter().enumerate() {
         let hidden = hidden_of(opening);
-        let number = page_rows[i][0].as_u64().unwrap();
-        let (age_salt, diagnosis_salt) = (salter.salt(number, 1), salter.salt(number, 2));
-        let hits: Vec<(i64, &str)> = guesses()
-            .filter(|(age, d)| {
-                hidden[0] == cell_hash(&age_salt, &Value::Integer(*age), &mut scratch)
-                    && hidden[1]
-                        == cell_hash(&diagnosis_salt, &Value::Text((*d).into()), &mut scratch)
-            })
-            .collect();
-        if hits == [(rows[i].1, rows[i].2.as_str())] {
-            found += 1;
+        let (age_salt, diagnosis_salt) = (salter.salt(g as u64, 1), salter.salt(g as u64, 2));
+        let group = groups[g];
+        for r in 0..group.len() {
+            let ages_with = |age: i64| -> Vec<Value> {
+                group
+                    .iter()
+                    .enumerate()
+                    .map(|(k, row)| Value::Integer(if k == r { age } else { row.1 }))
+                    .collect()
+            };
+            let diagnoses_with = |d: &str| -> Vec<Value> {
+                group
+                    .iter()
+                    .enumerate()
+                    .map(|(k, row)| Value::Text(if k == r { d } else { row.2.as_str() }.into()))
+                    .collect()
+            };
+            let hits: Vec<(i64, &str)> = guesses()
+                .filter(|(age, d)| {
+                    hidden[0] == cell_hash(&age_salt, group.len(), &ages_with(*age), &mut scratch)
+                        && hidden[1]
+                            == cell_hash(
+                                &diagnosis_salt,
+                                group.len(),
+                                &diagnoses_with(d),
+                                &mut scratch,
+                            )
+                })
+                .collect();
+            if hits == [(group[r].1, group[r].2.as_str())] {
+                found += 1;
+            }
         }
     }
     assert_eq!(found, 20);
@@ -296,4 +324,82 @@ async fn a_plain_grant_on_one_column_reveals_only_that_column() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("do not match the ledger"), "{err}");
     assert!(!tampered.exists());
+
+    // Several pages (4,992 rows each, whole groups) and a short last group.
+    let big = root.path().join("big.csv");
+    let mut body = String::from("id,secret\n");
+    for i in 0..10_007 {
+        body.push_str(&format!("{i},s{}\n", i * 7 % 1000));
+    }
+    std::fs::write(&big, body).unwrap();
+    consort_node::datasets::add(
+        &cluster.members[0].dir,
+        consort_node::datasets::AddRequest {
+            name: "big".into(),
+            inputs: vec![big],
+            ..Default::default()
+        },
+        Box::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let (code, _, err) = consort(&[
+        "--dir",
+        &dir_arg(&cluster, 0),
+        "grant",
+        "big",
+        "--to",
+        "beta",
+        "--columns",
+        "id:plain",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = root.path().join("ids.csv");
+    let (code, stdout, err) = consort(&[
+        "--dir",
+        &dir_arg(&cluster, 1),
+        "dataset",
+        "fetch",
+        "alpha/big",
+        "--columns",
+        "id",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["rows"], 10_007);
+    let ids: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 10_007);
+    assert_eq!(ids[10_006], "10006");
+    // A page asked to start inside a group is refused by the owner.
+    let entry = cluster.members[1]
+        .client
+        .catalog()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e["name"] == "big")
+        .unwrap();
+    let err = cluster.members[1]
+        .client
+        .post_json(
+            "/api/datasets/fetch-page",
+            &json!({
+                "owner": entry["owner"],
+                "request": {
+                    "dataset": "big", "version_tx": entry["tx_id"],
+                    "columns": ["id"], "after_row": 7,
+                },
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("multiple of 16"), "{err}");
 }

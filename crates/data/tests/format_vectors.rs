@@ -14,16 +14,18 @@ fn format_md() -> String {
 fn vectors() -> Vec<(&'static str, String)> {
     let salt_a = [0x01u8; 16];
     let salt_b = [0x02u8; 16];
-    let age = cell_hash(&salt_a, &Value::Integer(42), &mut Vec::new());
-    let diagnosis = cell_hash(&salt_b, &Value::Text("flu".into()), &mut Vec::new());
+    let ages = [Value::Integer(42), Value::Integer(7)];
+    let diagnoses = [Value::Text("flu".into()), Value::Null];
+    let age = cell_hash(&salt_a, 2, &ages, &mut Vec::new());
+    let diagnosis = cell_hash(&salt_b, 2, &diagnoses, &mut Vec::new());
     let leaf = salted_leaf(&[age, diagnosis]);
     let salter = RowSalter::new(&[0x07u8; 32], "visits", 1);
     vec![
-        ("cell(0x01×16, integer 42)", age.to_string()),
-        ("cell(0x02×16, text \"flu\")", diagnosis.to_string()),
+        ("cell(0x01×16, [42, 7])", age.to_string()),
+        ("cell(0x02×16, [\"flu\", null])", diagnosis.to_string()),
         ("leaf of the two", leaf.to_string()),
-        ("salt(row 0, column 0)", hex::encode(salter.salt(0, 0))),
-        ("salt(row 5, column 2)", hex::encode(salter.salt(5, 2))),
+        ("salt(group 0, column 0)", hex::encode(salter.salt(0, 0))),
+        ("salt(group 5, column 2)", hex::encode(salter.salt(5, 2))),
     ]
 }
 

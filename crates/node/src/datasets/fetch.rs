@@ -24,7 +24,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use consort_crypto::{Hash, MemberId};
 use consort_data::canonical::{date_to_days, encode_row, timestamp_to_micros, Commitment};
 use consort_data::formats::{create_writer, Format};
-use consort_data::hiding::{leaf_from_opening, open_row, LeafScratch, RowCommitment, RowOpening};
+use consort_data::hiding::{
+    leaf_from_opening, open_group, GroupOpening, LeafScratch, RowCommitment, GROUP_ROWS,
+};
 use consort_data::{Column, Row, Schema, Value};
 use consort_ledger::dataset::{CommitmentScheme, DatasetKind, DatasetRecord};
 use consort_ledger::policy::{DataTransfer, Permission};
@@ -38,8 +40,9 @@ use crate::config::MemberDir;
 use crate::core::NodeShared;
 use crate::error::NodeError;
 
-/// Rows per page: small enough for one peer frame and one API response.
-pub const PAGE_ROWS: usize = 5_000;
+/// Rows per page: small enough for one peer frame and one API response, and a whole number
+/// of salted-columns groups (312 of 16 rows), so a page never splits one.
+pub const PAGE_ROWS: usize = 4_992;
 
 /// A value on the wire: floats travel as their bits (so JSON relays keep them exact), dates
 /// as days since 1970-01-01, timestamps as microseconds since the epoch.
@@ -106,20 +109,20 @@ pub struct PageRequest {
 pub struct Page {
     /// `(row number, projected values)` in row-number order.
     pub rows: Vec<(u64, Vec<WireValue>)>,
-    /// For a salted-columns dataset: one opening per row.
+    /// For a salted-columns dataset: one opening per group of rows in the page.
     #[serde(default)]
     pub openings: Vec<WireOpening>,
 }
 
-/// A [`RowOpening`] on the wire: salts as 32 lowercase hex digits.
+/// A [`GroupOpening`] on the wire: salts as 32 lowercase hex digits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WireOpening {
     pub salts: Vec<String>,
     pub hidden: Vec<Hash>,
 }
 
-impl From<&RowOpening> for WireOpening {
-    fn from(o: &RowOpening) -> Self {
+impl From<&GroupOpening> for WireOpening {
+    fn from(o: &GroupOpening) -> Self {
         WireOpening {
             salts: o.salts.iter().map(hex::encode).collect(),
             hidden: o.hidden.clone(),
@@ -128,7 +131,7 @@ impl From<&RowOpening> for WireOpening {
 }
 
 impl WireOpening {
-    fn to_opening(&self) -> Result<RowOpening, String> {
+    fn to_opening(&self) -> Result<GroupOpening, String> {
         let salts = self
             .salts
             .iter()
@@ -142,7 +145,7 @@ impl WireOpening {
                 Ok(salt)
             })
             .collect::<Result<_, String>>()?;
-        Ok(RowOpening {
+        Ok(GroupOpening {
             salts,
             hidden: self.hidden.clone(),
         })
@@ -306,13 +309,29 @@ pub async fn serve_page(
         RowCommitment::RowHash => None,
     };
     let positions: Vec<usize> = picked.iter().map(|(_, i)| *i).collect();
+    let first = req.after_row.map_or(0, |a| a.saturating_add(1));
+    // Past the last row there is nothing to open: the recipient's last request finds
+    // the end there.
+    if salter.is_some() && first % GROUP_ROWS as u64 != 0 && first < record.row_count {
+        return Err(format!(
+            "pages of {} start at a multiple of {GROUP_ROWS} rows (its commitment groups rows), not at row {first}",
+            record.name
+        ));
+    }
     let mut scratch = LeafScratch::default();
     let mut page = Page::default();
-    for (number, row) in rows {
-        if let Some(salter) = &salter {
-            let opening = open_row(salter, number, &row, &positions, &mut scratch);
+    if let Some(salter) = &salter {
+        // Rows are numbered from 0 without gaps, so a group is a run of rows with the same
+        // number / GROUP_ROWS.
+        for group in rows.chunk_by(|(a, _), (b, _)| a / GROUP_ROWS as u64 == b / GROUP_ROWS as u64)
+        {
+            let full: Vec<Row> = group.iter().map(|(_, row)| row.clone()).collect();
+            let number = group[0].0 / GROUP_ROWS as u64;
+            let opening = open_group(salter, number, &full, &positions, &mut scratch);
             page.openings.push(WireOpening::from(&opening));
         }
+    }
+    for (number, row) in rows {
         let projected = project(&row, &picked);
         page.rows
             .push((number, projected.iter().map(WireValue::from).collect()));
@@ -536,14 +555,16 @@ async fn fetch_into(
         if page.rows.is_empty() {
             break;
         }
-        if salted && page.openings.len() != page.rows.len() {
-            return Err(NodeError::Rejected(
-                "the owner sent a page without one opening per row".into(),
-            ));
-        }
         let mut rows = Vec::with_capacity(page.rows.len());
-        for (i, (number, values)) in page.rows.iter().enumerate() {
-            if after.is_some_and(|a| *number <= a) || values.len() != target.names.len() {
+        for (number, values) in &page.rows {
+            // Salted leaves group rows by number, so the numbers must run from 0 without
+            // gaps; a row-hash commitment only needs them in order.
+            let in_order = if salted {
+                *number == count
+            } else {
+                after.is_none_or(|a| *number > a)
+            };
+            if !in_order || values.len() != target.names.len() {
                 return Err(NodeError::Rejected(format!(
                     "the owner sent a malformed row (number {number})"
                 )));
@@ -554,30 +575,19 @@ async fn fetch_into(
                 .map(WireValue::to_value)
                 .collect::<Result<_, _>>()
                 .map_err(NodeError::Rejected)?;
-            if salted {
-                let leaf = page.openings[i]
-                    .to_opening()
-                    .and_then(|opening| {
-                        leaf_from_opening(
-                            target.columns,
-                            target.positions,
-                            &row,
-                            &opening,
-                            &mut scratch,
-                        )
-                    })
-                    .map_err(|e| {
-                        NodeError::Rejected(format!(
-                            "the owner sent a malformed opening for row {number}: {e}"
-                        ))
-                    })?;
-                commitment.push_leaf_hash(leaf);
-            } else {
+            if !salted {
                 commitment.push_row(&row);
             }
             hasher.push(*number, &row);
             rows.push(row);
             count += 1;
+        }
+        if salted {
+            let first = count - rows.len() as u64;
+            let leaves = group_leaves(&target, first, &rows, &page.openings, &mut scratch)?;
+            for leaf in leaves {
+                commitment.push_leaf_hash(leaf);
+            }
         }
         writer.write_rows(&rows)?;
     }
@@ -607,6 +617,56 @@ async fn fetch_into(
         .and_then(|s| s.parse::<Hash>().ok())
         .ok_or_else(|| NodeError::Rejected("the owner did not record the transfer".into()))?;
     Ok((count, content_hash, transfer_tx))
+}
+
+/// The leaves of one page of a salted-columns dataset whose first row is `first`: the
+/// page must hold whole groups (the table's last group may be short), one opening each.
+fn group_leaves(
+    target: &FetchTarget<'_>,
+    first: u64,
+    rows: &[Row],
+    openings: &[WireOpening],
+    scratch: &mut LeafScratch,
+) -> Result<Vec<Hash>, NodeError> {
+    let malformed = |what: String| NodeError::Rejected(format!("the owner sent {what}"));
+    let group_rows = GROUP_ROWS as u64;
+    if first % group_rows != 0 {
+        return Err(malformed(format!("a page starting inside a group (row {first})")));
+    }
+    let mut leaves = Vec::with_capacity(openings.len());
+    let mut start = 0usize;
+    while start < rows.len() {
+        let number = first + start as u64;
+        let group = number / group_rows;
+        let size = target.record.row_count.saturating_sub(number).min(group_rows) as usize;
+        if size == 0 {
+            return Err(malformed(format!(
+                "row {number}, beyond the {} rows the ledger records",
+                target.record.row_count
+            )));
+        }
+        let end = start + size;
+        let Some(values) = rows.get(start..end) else {
+            return Err(malformed(format!("a page that ends inside group {group}")));
+        };
+        let opening = openings
+            .get(leaves.len())
+            .ok_or_else(|| malformed(format!("no opening for group {group}")))?
+            .to_opening()
+            .map_err(|e| malformed(format!("a malformed opening for group {group}: {e}")))?;
+        let leaf = leaf_from_opening(target.columns, target.positions, values, &opening, scratch)
+            .map_err(|e| malformed(format!("a malformed opening for group {group}: {e}")))?;
+        leaves.push(leaf);
+        start = end;
+    }
+    if leaves.len() != openings.len() {
+        return Err(malformed(format!(
+            "{} openings for {} groups",
+            openings.len(),
+            leaves.len()
+        )));
+    }
+    Ok(leaves)
 }
 
 /// The member named `who` (by name or member id) in the node's view of the ledger.

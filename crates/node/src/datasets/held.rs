@@ -105,19 +105,22 @@ pub async fn verify(dir: &MemberDir, name: &str) -> Result<VerifyOutcome, NodeEr
         consort_data::hiding::RowCommitment::SaltedColumns(salter) => Some(salter),
         consort_data::hiding::RowCommitment::RowHash => None,
     };
-    let mut scratch = consort_data::hiding::LeafScratch::default();
+    // Pages come in row-number order, numbered from 0 without gaps.
+    let mut salted = salter
+        .as_deref()
+        .map(consort_data::hiding::SaltedCommitment::new);
     for_each_page(store.as_ref(), &table, &schema, |page| {
+        if let Some(salted) = salted.as_mut() {
+            salted.push(&page);
+        }
         for row in &page {
-            // Rows come in row-number order, numbered from 0 without gaps.
-            let number = rows;
             rows += 1;
             match record.kind {
-                DatasetKind::Table => match &salter {
-                    Some(salter) => {
-                        commitment.push_leaf_hash(salter.leaf(number, row, &mut scratch))
+                DatasetKind::Table => {
+                    if salted.is_none() {
+                        commitment.push_row(row);
                     }
-                    None => commitment.push_row(row),
-                },
+                }
                 DatasetKind::Files => {
                     if let (Some(Value::Text(name)), Some(Value::Text(hash))) =
                         (row.first(), row.get(2))
@@ -132,7 +135,10 @@ pub async fn verify(dir: &MemberDir, name: &str) -> Result<VerifyOutcome, NodeEr
     .await?;
     let mut bad_files = Vec::new();
     let recomputed = match record.kind {
-        DatasetKind::Table => commitment.root(),
+        DatasetKind::Table => match salted {
+            Some(salted) => salted.finish().root(),
+            None => commitment.root(),
+        },
         DatasetKind::Files => {
             let file_store = FileStore::open(dir.files_dir())?;
             for (name, hash) in &entries {
