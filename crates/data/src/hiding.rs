@@ -156,8 +156,7 @@ pub fn cell_hash<'a>(
 
 /// SHA-256's initial state (FIPS 180-4 §5.3.3).
 const SHA256_INITIAL: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-    0x5be0cd19,
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
 /// SHA-256 of `message`. A short message fits one 64-byte block with its padding, and

@@ -34,12 +34,18 @@ fn format_md_holds_the_salted_columns_vectors() {
     let doc = format_md();
     for (what, value) in vectors() {
         let line = format!("{what:<28} = {value}");
-        assert!(doc.contains(&line), "FORMAT.md §14.1 lacks the line\n{line}");
+        assert!(
+            doc.contains(&line),
+            "FORMAT.md §14.1 lacks the line\n{line}"
+        );
     }
     // The leaf is the RFC 6962 leaf hash of `u32 count || cells`.
     let (a, b) = (Hash([1; 32]), Hash([2; 32]));
     let mut data = vec![0, 0, 0, 2];
     data.extend_from_slice(&a.0);
     data.extend_from_slice(&b.0);
-    assert_eq!(salted_leaf(&[a, b]), consort_crypto::merkle::leaf_hash(&data));
+    assert_eq!(
+        salted_leaf(&[a, b]),
+        consort_crypto::merkle::leaf_hash(&data)
+    );
 }

@@ -128,7 +128,7 @@ fn salted_leaves_use_the_row_numbers_the_sink_sees() {
         };
         let mut stored: Vec<Row> = Vec::new();
         let report = ingest(
-            &[p.clone()],
+            std::slice::from_ref(&p),
             &options,
             &mut |batch| {
                 stored.extend(batch);

@@ -263,7 +263,10 @@ fn salted_column_commitments_are_a_rule_of_version_3() {
     assert_eq!(Transaction::decode(&bytes).unwrap(), tx);
     l.nonce -= 1;
     let plain = l
-        .tx(1, TxPayload::DatasetRegister(record("visits", visits_v1(), 1, None)))
+        .tx(
+            1,
+            TxPayload::DatasetRegister(record("visits", visits_v1(), 1, None)),
+        )
         .encode();
     let differ: Vec<usize> = (0..bytes.len().min(plain.len()))
         .filter(|&i| bytes[i] != plain[i])
@@ -300,7 +303,10 @@ fn salted_column_commitments_are_a_rule_of_version_3() {
         TxPayload::DatasetRegister(record("visits", visits_v1(), 1, None)),
     );
     let parent = register.id();
-    let update = l.tx(1, TxPayload::DatasetUpdate(salted("visits", 2, Some(parent))));
+    let update = l.tx(
+        1,
+        TxPayload::DatasetUpdate(salted("visits", 2, Some(parent))),
+    );
     assert_eq!(
         l.commit(vec![register, update])
             .iter()

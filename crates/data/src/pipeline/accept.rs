@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use crate::canonical::Commitment;
 use crate::error::DataError;
 use crate::value::Row;

@@ -312,7 +312,7 @@ pub async fn serve_page(
     let first = req.after_row.map_or(0, |a| a.saturating_add(1));
     // Past the last row there is nothing to open: the recipient's last request finds
     // the end there.
-    if salter.is_some() && first % GROUP_ROWS as u64 != 0 && first < record.row_count {
+    if salter.is_some() && !first.is_multiple_of(GROUP_ROWS as u64) && first < record.row_count {
         return Err(format!(
             "pages of {} start at a multiple of {GROUP_ROWS} rows (its commitment groups rows), not at row {first}",
             record.name
@@ -630,15 +630,21 @@ fn group_leaves(
 ) -> Result<Vec<Hash>, NodeError> {
     let malformed = |what: String| NodeError::Rejected(format!("the owner sent {what}"));
     let group_rows = GROUP_ROWS as u64;
-    if first % group_rows != 0 {
-        return Err(malformed(format!("a page starting inside a group (row {first})")));
+    if !first.is_multiple_of(group_rows) {
+        return Err(malformed(format!(
+            "a page starting inside a group (row {first})"
+        )));
     }
     let mut leaves = Vec::with_capacity(openings.len());
     let mut start = 0usize;
     while start < rows.len() {
         let number = first + start as u64;
         let group = number / group_rows;
-        let size = target.record.row_count.saturating_sub(number).min(group_rows) as usize;
+        let size = target
+            .record
+            .row_count
+            .saturating_sub(number)
+            .min(group_rows) as usize;
         if size == 0 {
             return Err(malformed(format!(
                 "row {number}, beyond the {} rows the ledger records",
