@@ -360,6 +360,35 @@ mod canonical_tests {
         assert!(!accepted.is_canonical());
     }
 
+    /// `S + L` is the same scalar mod `L` and satisfies the verification equation, so only
+    /// the canonical-`S` check (FORMAT.md §2.1, condition 3) refuses it, in every version.
+    #[test]
+    fn a_signature_with_s_plus_the_group_order_is_refused() {
+        // L = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let key = SecretKey::generate();
+        // S < L < 2^253, so S + L < 2^254 always fits the 32 bytes.
+        let sig = key.sign(b"m");
+        assert!(verify(&key.public_key(), b"m", &sig).is_ok());
+        let mut bumped = sig;
+        let mut carry = 0u16;
+        for (b, l) in bumped.0[32..].iter_mut().zip(L) {
+            let sum = u16::from(*b) + u16::from(l) + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0);
+        assert_ne!(bumped, sig);
+        assert!(verify(&key.public_key(), b"m", &bumped).is_err());
+        assert_eq!(
+            verify_many(&[(key.public_key(), b"m".as_slice(), bumped)]),
+            vec![false]
+        );
+    }
+
     #[test]
     fn signatures_carry_canonical_r_unless_crafted() {
         let key = SecretKey::generate();
