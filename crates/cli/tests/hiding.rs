@@ -156,6 +156,47 @@ async fn a_plain_grant_on_one_column_reveals_only_that_column() {
         .unwrap_err();
     assert!(err.to_string().contains("row hashes"), "{err}");
 
+    // A whole fetch of a row-hash dataset still works, checked by recomputing the root
+    // from whole rows (gamma is granted every column). The owner itself is pointed to
+    // `dataset export`.
+    let (code, _, err) = consort(&[
+        "--dir",
+        &dir_arg(&cluster, 0),
+        "grant",
+        "patients",
+        "--to",
+        "gamma",
+        "--columns",
+        "region:plain,age:plain,diagnosis:plain",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let whole = root.path().join("whole.csv");
+    let (code, _, err) = consort(&[
+        "--dir",
+        &dir_arg(&cluster, 0),
+        "dataset",
+        "fetch",
+        "alpha/patients",
+        "--out",
+        whole.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("dataset export"), "{err}");
+    let (code, stdout, err) = consort(&[
+        "--dir",
+        &dir_arg(&cluster, 2),
+        "dataset",
+        "fetch",
+        "alpha/patients",
+        "--out",
+        whole.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let summary: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["rows"], 20);
+    assert_eq!(summary["verified_by"], "commitment");
+
     // A majority moves the chain to rule version 3; the owner registers the data again.
     let proposal = root.path().join("rules.json");
     let p = proposal.display().to_string();

@@ -428,6 +428,11 @@ pub async fn fetch(
         })?;
     let client = ApiClient::for_dir(dir)?;
     let owner_id = resolve_member(&client, owner).await?;
+    if owner_id == dir.load_card()?.member_id {
+        return Err(NodeError::Rejected(format!(
+            "{owner}/{name} is this member's own dataset: use `consort dataset export {name} --format csv --out FILE`"
+        )));
+    }
     let (record, version_tx) = ledger_record(&client, &owner_id, name)
         .await?
         .ok_or_else(|| NodeError::Rejected(format!("{owner} has no dataset named {name}")))?;
