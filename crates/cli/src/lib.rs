@@ -3,6 +3,19 @@
 //! and tests ([`cluster`]), `consort demo` ([`demo`]) and `consort bench` ([`bench`],
 //! [`bench_mpc`]).
 
+/// Every `println!` of this crate goes through [`output::line`], which ends the command
+/// quietly when standard output is a closed pipe (`consort queries | head -1`) where the
+/// standard macro would panic. Defined before the modules so that it shadows the prelude's
+/// macro in all of them.
+macro_rules! println {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
 pub mod args;
 pub mod bench;
 pub mod bench_ingest;
@@ -17,6 +30,7 @@ pub mod dataset;
 pub mod demo;
 pub mod demo_queries;
 pub mod member;
+pub mod output;
 pub mod query;
 pub mod visits;
 

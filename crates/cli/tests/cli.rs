@@ -348,3 +348,27 @@ fn demo_runs_and_reports_json() {
     // The nodes stopped cleanly on SIGTERM (the demo fails otherwise) and left their data.
     assert!(dir.join("st-mary/data/blocks.redb").exists());
 }
+
+/// A reader that stops early closes the pipe: the command ends quietly with status 141
+/// (128 + SIGPIPE) once its work is done, never with a panic.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let member = dir.path().join("m");
+    let mut child = Command::new(common::binary())
+        .args(["init", "--dir", member.to_str().unwrap(), "--name", "m1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the command writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // The work was done before the output: the member exists.
+    assert!(member.join("member.json").exists());
+}
