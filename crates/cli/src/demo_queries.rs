@@ -106,12 +106,18 @@ async fn grant(
     Ok(tx.id().to_string())
 }
 
-/// Records the grants; returns their transaction ids.
-pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<String>> {
+/// Every member's grant on its own `visits` (what the grouped queries over the union need).
+pub async fn grant_visits(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     for member in &cluster.members {
         ids.push(grant(member, "visits", DEMO_GRANT, say).await?);
     }
+    Ok(ids)
+}
+
+/// Records the grants; returns their transaction ids.
+pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<Vec<String>> {
+    let mut ids = grant_visits(cluster, say).await?;
     let riverside = cluster
         .members
         .get(1)
