@@ -324,7 +324,7 @@ fn verify_offline(
             path.display()
         );
     }
-    let store = consort_ledger::RedbBlockStore::open(&path)
+    let store = consort_node::block_store::RedbBlockStore::open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     let top = store.height()?.unwrap_or(0);
     Ok(consort_ledger::verify_chain((0..=top).map(|h| {

@@ -32,6 +32,6 @@ pub use proof::{
     Binding, GovernanceEntry, InclusionProof, OutcomeEntry, ProofReport, ProofSources,
 };
 pub use state::{Applied, LedgerState};
-pub use store::{BlockStore, MemBlockStore, RedbBlockStore};
+pub use store::{BlockStore, MemBlockStore};
 pub use tx::{Approval, Genesis, MemberInfo, Notarization, NotarizedFile, Transaction, TxPayload};
 pub use verify::{verify_chain, VerifyFailure, VerifyReport};

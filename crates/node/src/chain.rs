@@ -557,7 +557,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blocks.redb");
         let store: Arc<dyn BlockStore> =
-            Arc::new(consort_ledger::RedbBlockStore::open(&path).unwrap());
+            Arc::new(crate::block_store::RedbBlockStore::open(&path).unwrap());
         let chain = Chain::open(&genesis, store.clone()).unwrap();
         let started = std::time::Instant::now();
         for n in 1..=blocks {

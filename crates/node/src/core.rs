@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use consort_crypto::{Hash, MemberId, SecretKey};
 use consort_ledger::{
-    Genesis, InvalidCode, LedgerError, LedgerState, RedbBlockStore, Transaction, TxOutcome,
-    TxPayload,
+    Genesis, InvalidCode, LedgerError, LedgerState, Transaction, TxOutcome, TxPayload,
 };
 use futures::future::BoxFuture;
 use openraft::{BasicNode, ServerState};
@@ -394,7 +393,7 @@ impl NodeCore {
         let me = key.member_id();
         std::fs::create_dir_all(data_dir)
             .map_err(|e| NodeError::io(format!("creating {}", data_dir.display()), e))?;
-        let store = RedbBlockStore::open(&data_dir.join("blocks.redb"))?;
+        let store = crate::block_store::RedbBlockStore::open(&data_dir.join("blocks.redb"))?;
         let chain = Arc::new(Chain::open(genesis, Arc::new(store))?);
         chain.read(|s| on_members(s));
         let chain_id = chain.read(|s| s.chain_id());

@@ -14,6 +14,7 @@
 //! - [`node`]: [`node::run`], a core behind TLS peer links and the HTTP API.
 
 pub mod api;
+pub mod block_store;
 pub mod chain;
 pub mod client;
 pub mod config;

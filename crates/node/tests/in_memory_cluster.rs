@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use consort_crypto::SecretKey;
 use consort_ledger::conformance::{sample_genesis, sample_keys, sample_notarize};
-use consort_ledger::{BlockStore, Genesis, InvalidCode, LedgerError, RedbBlockStore};
+use consort_ledger::{BlockStore, Genesis, InvalidCode, LedgerError};
+use consort_node::block_store::RedbBlockStore;
 use consort_node::core::{NodeCore, Refusal, Submitted};
 use consort_node::transport::MemHub;
 

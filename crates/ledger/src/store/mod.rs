@@ -1,12 +1,12 @@
-//! Block storage: the [`BlockStore`] trait and its implementations — [`MemBlockStore`] for
-//! tests and [`RedbBlockStore`], the crash-safe embedded store used by nodes. Both pass the
-//! shared suite in [`crate::conformance`].
+//! Block storage: the [`BlockStore`] trait and its in-memory implementation
+//! [`MemBlockStore`]. The crash-safe store nodes use (`RedbBlockStore`, on redb) lives in
+//! `consort-node`, with the files; every implementation passes the shared suite in
+//! [`crate::conformance`], and [`check_next_height`] and [`encode_for_store`] are what an
+//! implementation needs from this crate to behave like the others.
 
 mod mem;
-mod redb;
 
 pub use self::mem::MemBlockStore;
-pub use self::redb::RedbBlockStore;
 
 use consort_crypto::Hash;
 
@@ -31,7 +31,7 @@ pub trait BlockStore: Send + Sync {
 }
 
 /// The height a store must receive next, or an error if `block` is not it.
-pub(crate) fn check_next_height(current: Option<u64>, block: &Block) -> Result<(), LedgerError> {
+pub fn check_next_height(current: Option<u64>, block: &Block) -> Result<(), LedgerError> {
     let expected = current.map_or(0, |h| h + 1);
     if block.header.height == expected {
         Ok(())
@@ -44,11 +44,11 @@ pub(crate) fn check_next_height(current: Option<u64>, block: &Block) -> Result<(
 }
 
 /// A transaction index entry: `(tx id, (height, position in block))`.
-pub(crate) type TxIndexEntry = (Hash, (u64, u32));
+pub type TxIndexEntry = (Hash, (u64, u32));
 
 /// The block's encoding and its index entries `(tx id, (height, position))`, encoding each
 /// transaction only once.
-pub(crate) fn encode_for_store(block: &Block) -> (Vec<u8>, Vec<TxIndexEntry>) {
+pub fn encode_for_store(block: &Block) -> (Vec<u8>, Vec<TxIndexEntry>) {
     let encoded: Vec<EncodedTx<'_>> = block.txs.iter().map(EncodedTx::new).collect();
     let index = encoded
         .iter()

@@ -1,4 +1,5 @@
-//! [`BlockStore`] on redb: crash-safe, every append one durable write transaction.
+//! [`BlockStore`] on redb: crash-safe, every append one durable write transaction. It runs
+//! the ledger crate's conformance suite (`tests/block_store.rs`), as `MemBlockStore` does.
 //!
 //! Tables: `blocks` (u64 height → encoded block), `txindex` (32-byte tx id → 12 bytes:
 //! u64 BE height || u32 BE position), `meta` (string key → bytes).
@@ -8,9 +9,8 @@ use std::path::Path;
 use consort_crypto::Hash;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{check_next_height, encode_for_store, BlockStore};
-use crate::block::Block;
-use crate::error::LedgerError;
+use consort_ledger::store::{check_next_height, encode_for_store};
+use consort_ledger::{Block, BlockStore, LedgerError};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const TX_INDEX: TableDefinition<[u8; 32], [u8; 12]> = TableDefinition::new("txindex");
