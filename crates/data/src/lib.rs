@@ -6,7 +6,7 @@
 //! Nothing here touches the ledger or the network: the node registers what this crate
 //! produces.
 
-pub mod canonical;
+pub use consort_model::canonical;
 pub mod clean;
 pub mod error;
 pub mod files;
@@ -16,7 +16,7 @@ pub mod infer;
 pub mod pipeline;
 pub mod recipe;
 pub mod store;
-pub mod value;
+pub use consort_model::value;
 
 pub use error::DataError;
 pub use value::{Column, ColumnType, Row, Schema, Value};

@@ -11,8 +11,8 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Datelike, NaiveDate};
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::DecodeError;
-use consort_data::store::{CmpOp, Predicate};
-use consort_data::Value;
+use consort_model::local_query::{CmpOp, Predicate};
+use consort_model::Value;
 
 pub(crate) fn put_value(w: &mut Writer, v: &Value) {
     match v {

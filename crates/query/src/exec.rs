@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use consort_crypto::{hash_domain, Hash, MemberId};
-use consort_data::Row;
+use consort_model::Row;
 use consort_mpc::transport::{frame_abort, unframe, PartyId, Transport, TAG_DATA};
 use consort_mpc::{MpcError, Session};
 use rand_core::{CryptoRng, RngCore};
@@ -473,8 +473,8 @@ fn run_select(
     }
     let plan = cx.plan;
     let pick = |row: &Row, e: &OutputExpr| match e {
-        OutputExpr::Column(k) => row.get(*k).cloned().unwrap_or(consort_data::Value::Null),
-        _ => consort_data::Value::Null,
+        OutputExpr::Column(k) => row.get(*k).cloned().unwrap_or(consort_model::Value::Null),
+        _ => consort_model::Value::Null,
     };
     // Stable sort: rows equal on every key keep their owner-then-row order.
     all.sort_by(|x, y| {

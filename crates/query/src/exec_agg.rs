@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 
 use consort_crypto::encoding::Writer;
 use consort_crypto::Hash;
-use consort_data::store::{LocalAggregate, LocalAggregateQuery};
-use consort_data::Row;
+use consort_model::local_query::{LocalAggregate, LocalAggregateQuery};
+use consort_model::Row;
 use consort_mpc::{encode_fixed, provide_input, ArithShares, BitShares, Session, SENTINEL};
 use rand_core::{CryptoRng, RngCore};
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use consort_crypto::encoding::Reader;
-use consort_data::store::{LocalAggregate, LocalAggregateQuery};
-use consort_data::{ColumnType, Row, Value};
+use consort_model::local_query::{LocalAggregate, LocalAggregateQuery};
+use consort_model::{ColumnType, Row, Value};
 use consort_mpc::{decode_fixed, encode_fixed, receive_output, receive_output_bits, SENTINEL};
 
 use crate::canon::{cmp_rows, cmp_values, get_rows};

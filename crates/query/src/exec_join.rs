@@ -17,8 +17,8 @@
 //!    nor counted), HAVING, ordering, the reveal to the requester.
 
 use consort_crypto::MemberId;
-use consort_data::store::{LocalAggregate, LocalAggregateQuery};
-use consort_data::Row;
+use consort_model::local_query::{LocalAggregate, LocalAggregateQuery};
+use consort_model::Row;
 use consort_mpc::psi::{psi, PsiMode};
 use consort_mpc::transport::PartyId;
 use consort_mpc::{provide_input, ArithShares, Session, SENTINEL};
@@ -325,7 +325,7 @@ fn combine(
         };
         // Candidate groups: every left tuple × every right tuple (one empty tuple for a
         // side without group columns).
-        let lt: Vec<(Option<&ArithShares>, &[consort_data::Value])> = if lp.indicators.is_empty() {
+        let lt: Vec<(Option<&ArithShares>, &[consort_model::Value])> = if lp.indicators.is_empty() {
             vec![(None, &[][..])]
         } else {
             lp.indicators
@@ -334,7 +334,7 @@ fn combine(
                 .map(|(i, t)| (Some(i), t.as_slice()))
                 .collect()
         };
-        let rt: Vec<(Option<&ArithShares>, &[consort_data::Value])> = if rp.indicators.is_empty() {
+        let rt: Vec<(Option<&ArithShares>, &[consort_model::Value])> = if rp.indicators.is_empty() {
             vec![(None, &[][..])]
         } else {
             rp.indicators
@@ -480,8 +480,8 @@ fn fill_of(a: &LocalAggregate) -> u64 {
 fn group_key(
     q: &LocalAggregateQuery,
     layouts: &[SideLayout; 2],
-    left: &[consort_data::Value],
-    right: &[consort_data::Value],
+    left: &[consort_model::Value],
+    right: &[consort_model::Value],
 ) -> R<Row> {
     let mut key = Vec::with_capacity(q.group_by.len());
     for g in 0..q.group_by.len() {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use consort_crypto::encoding::{Reader, Writer};
-use consort_data::store::{LocalAggregate, LocalAggregateQuery};
-use consort_data::{Row, Value};
+use consort_model::local_query::{LocalAggregate, LocalAggregateQuery};
+use consort_model::{Row, Value};
 use consort_mpc::psi::PsiKey;
 
 use crate::canon::{cmp_rows, get_rows, put_rows};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use consort_data::store::CmpOp;
+use consort_model::local_query::CmpOp;
 use consort_mpc::{ArithShares, BitShares, Session};
 
 use crate::error::QueryError;

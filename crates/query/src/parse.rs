@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use consort_data::store::{LocalAggregate, LocalAggregateQuery, LocalSelect};
-use consort_data::{Column, ColumnType, Schema};
 use consort_ledger::dataset::{DatasetEntry, DatasetKind};
 use consort_ledger::policy::{DatasetRef, Permission};
+use consort_model::local_query::{LocalAggregate, LocalAggregateQuery, LocalSelect};
+use consort_model::{Column, ColumnType, Schema};
 use sqlparser::ast::{
     Expr, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem,
     SetExpr, Statement, TableFactor,

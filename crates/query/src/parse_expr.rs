@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use consort_data::store::{CmpOp, Predicate};
-use consort_data::{ColumnType, Value};
 use consort_ledger::policy::Permission;
+use consort_model::local_query::{CmpOp, Predicate};
+use consort_model::{ColumnType, Value};
 use sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
     UnaryOperator, Value as SqlValue,

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use consort_data::store::{LocalAggregate, Predicate};
-use consort_data::{Column, Schema};
 use consort_ledger::policy::Permission;
+use consort_model::local_query::{LocalAggregate, Predicate};
+use consort_model::{Column, Schema};
 use sqlparser::ast::{
     visit_expressions_mut, BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, Query,
     SelectItem, SetExpr, TableFactor, TableWithJoins,

@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use consort_crypto::encoding::Writer;
 use consort_crypto::{hash_domain, Hash, MemberId};
-use consort_data::store::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate};
-use consort_data::{ColumnType, Schema};
 use consort_ledger::dataset::DatasetEntry;
 use consort_ledger::policy::{DatasetRef, Permission};
+use consort_model::local_query::{
+    CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate,
+};
+use consort_model::{ColumnType, Schema};
 
 use crate::canon::{cmp_code, put_predicate};
 use crate::error::QueryError;

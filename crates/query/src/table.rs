@@ -9,7 +9,7 @@
 
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::{hash_domain, Hash};
-use consort_data::Value;
+use consort_model::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::canon::{get_rows, put_rows};
@@ -43,7 +43,7 @@ impl ResultTable {
 }
 
 /// Values are (de)serialized through their canonical encoding as `{"type": …, "value": …}`
-/// objects, since `consort_data::Value` itself has no serde.
+/// objects, since `consort_model::Value` itself has no serde.
 mod rows_serde {
     use super::*;
     use serde::de::Error as _;

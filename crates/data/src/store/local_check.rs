@@ -15,9 +15,11 @@ use std::cmp::Ordering;
 
 use chrono::{Datelike, Timelike};
 
-use super::local_query::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate};
 use super::StoreError;
 use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::local_query::{
+    CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate,
+};
 
 /// Deepest nesting of `AND`/`OR`/`NOT` accepted.
 pub const MAX_DEPTH: usize = 64;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use super::local_check::{
     check_result, compare_rows, compare_values, Agg, AggQuery, Col, Pred, SelectQuery,
 };
-use super::local_query::CmpOp;
 use super::StoreError;
 use crate::value::{ColumnType, Row, Value};
+use consort_model::local_query::CmpOp;
 
 /// SQL's three-valued logic: `None` is unknown.
 type Truth = Option<bool>;

@@ -25,10 +25,10 @@
 use std::fmt::Write;
 
 use super::local_check::{self, Agg, AggQuery, Col, Pred, SelectQuery};
-use super::local_query::{CmpOp, LocalAggregateQuery, LocalSelect};
 use super::rules::{self, ROW_COLUMN};
 use super::StoreError;
 use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::local_query::{CmpOp, LocalAggregateQuery, LocalSelect};
 
 /// Which SQL backend a statement is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,8 +375,8 @@ pub(crate) fn parse_int_sum(s: Option<String>) -> Result<Value, String> {
 mod tests {
     use super::*;
     use crate::store::local_check::check_select;
-    use crate::store::local_query::{LocalSelect, Predicate};
     use crate::value::{Column, Schema};
+    use consort_model::local_query::{LocalSelect, Predicate};
 
     #[test]
     fn names_and_values_are_never_spliced() {

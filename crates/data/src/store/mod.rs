@@ -70,7 +70,6 @@
 
 mod local_check;
 mod local_eval;
-mod local_query;
 mod local_sql;
 mod memory;
 mod mysql;
@@ -94,7 +93,9 @@ use std::sync::Arc;
 
 pub use futures::future::BoxFuture;
 
-pub use local_query::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate};
+pub use consort_model::local_query::{
+    CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate,
+};
 pub use memory::MemStore;
 pub use mysql::MySqlStore;
 pub use postgres::PgStore;

@@ -1,4 +1,4 @@
-//! Typed values, columns and schemas: the vocabulary every other module of this crate uses.
+//! Typed values, columns and schemas: the vocabulary of every crate that handles rows.
 
 use serde::{Deserialize, Serialize};
 
