@@ -6,6 +6,9 @@
 //! `cargo run --example hostile_query -- MEMBER_DIR` (the member's node must be running and
 //! some member's table dataset registered).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use anyhow::{anyhow, Context, Result};
 use consort_crypto::{Hash, MemberId};
 use consort_ledger::policy::{DatasetRef, QueryRequest};

@@ -3,6 +3,9 @@
 //! in the member's database, or neither. The node exits at that moment through its
 //! fault-injection hook (`CONSORT_TEST_EXIT_AFTER_SUBMIT`), as a crash would.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::{Child, Command, Stdio};

@@ -4,6 +4,9 @@
 //! where it has one (MPC against plaintext, the query against SQLite), and that is what
 //! these tests assert, not timings.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{consort, serial};

@@ -1,6 +1,9 @@
 //! The `consort` binary end to end: init, consortium creation, notarisation, the ledger
 //! commands, the demo, and one-line errors for bad input.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{cluster, consort, serial};

@@ -1,6 +1,9 @@
 //! Fault tests on real node processes talking TLS over 127.0.0.1: a leader killed with
 //! SIGKILL mid-load, a follower catching up, quorum loss.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -2,6 +2,9 @@
 //! on the ledger, the catalog on other members (no rows), verification against the ledger,
 //! tampering, versions, atomic failure, files datasets, and a PostgreSQL backend.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

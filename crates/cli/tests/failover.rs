@@ -1,6 +1,9 @@
 //! Submissions survive a leader's death: a follower that cannot reach the leader it knows
 //! waits for the next one and forwards there, within the submission's timeout.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashMap;

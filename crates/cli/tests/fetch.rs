@@ -2,6 +2,9 @@
 //! granted `plain` columns over TLS, verifies them against the ledger, records a
 //! DataTransfer, and refuses (leaving no file) whatever the grants do not allow.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{cluster, consort, serial};

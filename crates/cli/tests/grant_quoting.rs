@@ -1,5 +1,8 @@
 //! `consort grant` can name columns whose names hold `:` or `,`, in double quotes.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{cluster, consort, dir_arg, serial};

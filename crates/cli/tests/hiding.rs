@@ -10,6 +10,9 @@
 //!   search with the owner's real salts recovers every row (so the search itself works);
 //! - a value tampered in the owner's database: the recipient's check catches it.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //! the API neither grows the node's memory nor locks out callers with the token, and bad
 //! SQL is the caller's error (400).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

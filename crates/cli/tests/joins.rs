@@ -4,6 +4,9 @@
 //! permission is refused by its owner and recorded; a join of two datasets of one owner
 //! runs without a PSI.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

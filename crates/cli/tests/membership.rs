@@ -1,6 +1,9 @@
 //! Membership changes on real nodes: a proposal signed by a majority adds a fourth member,
 //! whose node catches up, joins Raft and is trusted by TLS; a removal takes a member out.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

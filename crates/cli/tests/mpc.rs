@@ -3,6 +3,9 @@
 //! request is refused, and a party that vanishes mid-protocol makes the others fail
 //! promptly with an error naming it.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

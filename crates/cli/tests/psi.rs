@@ -2,6 +2,9 @@
 //! against the plaintext answer on both sides, and a session with the wrong number of
 //! parties or a stranger is refused.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{assert_refused, cluster, serial};

@@ -4,6 +4,9 @@
 //! bad SQL is rejected before anything is recorded, and an offline owner fails the query
 //! within a bounded time with the failure on the ledger.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -2,6 +2,9 @@
 //! with an error naming it, nothing is revealed, and the ledger records the failure.
 //! (Its own binary: it sets an environment variable the node processes inherit.)
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

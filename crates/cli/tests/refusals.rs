@@ -1,6 +1,9 @@
 //! Bad input against real nodes: forged and replayed transactions, malformed API requests,
 //! missing tokens, strangers and garbage on the peer port, tampered ledgers.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::Write;

@@ -67,6 +67,7 @@ impl Writer {
     /// If `len > u32::MAX`: such a value has no canonical encoding. Decoded values can never
     /// be this large (they came from a buffer with a `u32` length), so only a caller building
     /// a > 4 GiB field locally can reach this.
+    #[allow(clippy::panic)] // Unreachable from input (above); a silent wrong encoding would be worse.
     pub fn length_prefix(&mut self, len: usize) -> &mut Self {
         let len = u32::try_from(len)
             .unwrap_or_else(|_| panic!("canonical encoding: length {len} exceeds u32::MAX"));

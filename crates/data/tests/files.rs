@@ -1,6 +1,9 @@
 //! `files` datasets: detection from bytes, media headers, NFC text, the content-addressed
 //! store, directory walking, the commitment, and robustness against malformed headers.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::fs;
 use std::path::PathBuf;
 

@@ -2,6 +2,9 @@
 //! must hold each value, so a reimplementation written from the document checks against the
 //! same numbers this code produces.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::Hash;
 use consort_data::hiding::{cell_hash, salted_leaf, RowSalter};
 use consort_data::Value;

@@ -1,6 +1,9 @@
 //! Bad inputs from issue 3: each gives a clear error or a reject with a reason, and nothing
 //! is lost (rows_read == kept + rejected + duplicates).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use consort_data::pipeline::{ingest, IngestOptions, IngestReport};

@@ -1,6 +1,9 @@
 //! Commitment properties: the incremental root equals the naive RFC 6962 root over the row
 //! encodings, depends on order, and is recomputed from rows read back.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use chrono::{NaiveDate, TimeZone, Utc};
 use consort_crypto::merkle;
 use consort_data::canonical::{commitment_of, encode_row, Commitment};

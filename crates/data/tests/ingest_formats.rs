@@ -1,5 +1,8 @@
 //! CSV dialects, JSON/NDJSON, Parquet round trips and export writers through the pipeline.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, TimeZone, Utc};

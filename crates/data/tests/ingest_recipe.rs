@@ -1,5 +1,8 @@
 //! Recipe features and deduplication through the whole pipeline.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use consort_data::pipeline::{ingest, IngestOptions, IngestReport};

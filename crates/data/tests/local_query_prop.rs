@@ -5,6 +5,9 @@
 //! `CONSORT_TEST_POSTGRES_URL`), MariaDB at `mysql://root@127.0.0.1:3306/test` (or
 //! `CONSORT_TEST_MYSQL_URL`).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;

@@ -3,6 +3,9 @@
 //! A pool that is still closing checkpoints the WAL under an exclusive lock, and a new
 //! pool must wait for it rather than fail with "database is locked".
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_data::store::open_store;
 use consort_data::value::{Column, ColumnType, Schema, Value};
 

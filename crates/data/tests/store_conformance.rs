@@ -5,6 +5,9 @@
 //! - PostgreSQL: `postgres://postgres@127.0.0.1:5432/test`, or `CONSORT_TEST_POSTGRES_URL`.
 //! - MariaDB/MySQL: `mysql://root@127.0.0.1:3306/test`, or `CONSORT_TEST_MYSQL_URL`.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_data::store::{conformance, open_store, DatasetStore};
 
 const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";

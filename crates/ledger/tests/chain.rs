@@ -1,6 +1,9 @@
 //! Chain-level tests: `verify_chain` against tampering, the in-memory block store's
 //! conformance, export files and inclusion proofs (the redb store's are in consort-node).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{Hash, SecretKey};
 use consort_ledger::conformance::{self, sample_chain};
 use consort_ledger::rules_limits::LATEST_RULES;

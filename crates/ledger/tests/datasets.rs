@@ -1,6 +1,9 @@
 //! Dataset registration and update rules: names unique per owner, consecutive versions with
 //! lineage, schema-compatible updates, and a catalog every node agrees on.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{hash_domain, Hash, SecretKey};
 use consort_ledger::conformance::{sample_genesis, sample_keys};
 use consort_ledger::dataset::{ColumnSpec, DatasetKind, DatasetRecord};

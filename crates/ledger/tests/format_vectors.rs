@@ -1,6 +1,9 @@
 //! The worked example of `docs/FORMAT.md` §13. The hex values below are copied into that
 //! document; this test keeps the two from drifting apart.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{merkle, Hash, SecretKey};
 use consort_ledger::{
     Genesis, LedgerState, MemberInfo, Notarization, NotarizedFile, Transaction, TxPayload,

@@ -1,6 +1,9 @@
 //! The canonical encoding of the grant and joint-query payloads (tags 6 to 11): round trips,
 //! and errors (never panics) for garbage, truncated and non-canonical bytes.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{hash_domain, Hash, MemberId, SecretKey};
 use consort_ledger::policy::{
     ColumnGrant, DataTransfer, DatasetRef, Grant, Grantee, Permission, QueryDecision, QueryOutcome,

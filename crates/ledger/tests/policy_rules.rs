@@ -2,6 +2,9 @@
 //! (docs/FORMAT.md §8.2): each valid case is accepted and each violation is recorded invalid
 //! with its code.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{hash_domain, Hash, MemberId, SecretKey};
 use consort_ledger::conformance::{sample_genesis, sample_keys};
 use consort_ledger::dataset::{ColumnSpec, DatasetKind, DatasetRecord};

@@ -3,6 +3,9 @@
 //! and each forgery is refused for the reason it is a forgery: another chain, an outsider's
 //! block, a doctored history or outcome, a downgraded rule version, sloppy JSON.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{Hash, SecretKey};
 use consort_ledger::conformance::{sample_genesis, sample_keys, sample_notarize};
 use consort_ledger::proof::{MAX_PROOF_BYTES, PROOF_VERSION};

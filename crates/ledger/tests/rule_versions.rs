@@ -1,6 +1,9 @@
 //! Rule versions (docs/FORMAT.md §8.4): a chain keeps the outcomes recorded under its old
 //! rules, a majority moves it to new ones, and from then on the new limits hold.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{hash_domain, Hash, SecretKey};
 use consort_ledger::block::{block_signing_message_v1, block_signing_message_v2};
 use consort_ledger::conformance::{sample_genesis, sample_keys};

@@ -1,6 +1,9 @@
 //! State machine tests: building and applying blocks, per-transaction outcomes, submission
 //! checks and the block checks of `apply_block`.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{Hash, MemberId, SecretKey, Signature};
 use consort_ledger::conformance::{sample_genesis, sample_keys, sample_notarize};
 use consort_ledger::{

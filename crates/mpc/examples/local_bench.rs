@@ -5,6 +5,9 @@
 //! Prints operations per second, rounds and bytes sent per party for the timed operation
 //! (input sharing and reveal are not timed).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, Instant};
 
 use consort_mpc::sim::{bench_values as values, run3};

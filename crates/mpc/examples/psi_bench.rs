@@ -7,6 +7,9 @@
 //! over the wall time, times parties / cores: both parties share the machine's cores) and
 //! the bytes and messages each party sent.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::thread;
 use std::time::{Duration, Instant};
 

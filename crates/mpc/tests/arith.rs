@@ -1,5 +1,8 @@
 //! Input, reveal, linear operations, multiplication and dot products against plaintext.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::*;
 use std::time::Duration;

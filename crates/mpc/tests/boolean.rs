@@ -1,5 +1,8 @@
 //! Boolean sharing, A2B, B2A, bit injection and mux against plaintext.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::*;
 

@@ -1,5 +1,8 @@
 //! Comparisons, equality, min/max against plaintext.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::*;
 

@@ -1,5 +1,8 @@
 //! Fixed-point encoding, truncation and division by a public constant.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::*;
 

@@ -4,6 +4,9 @@
 //! flaky) and compare, message by message, the distribution of received bytes with a
 //! two-sample chi-square test. A control shows the test does detect a leak.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;

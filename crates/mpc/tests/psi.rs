@@ -2,6 +2,9 @@
 //! thousand, duplicates, NULLs, unicode and mixed types, and the failure paths
 //! (malformed points, wrong lengths, a mode mismatch, a vanished peer).
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{HashMap, HashSet};
 use std::thread;
 use std::time::{Duration, Instant};

@@ -113,6 +113,8 @@ impl Transport for MemTransport {
 /// The conformance suite every [`Transport`] passes. The server side must answer with
 /// [`conformance::fixture_handler`].
 pub mod conformance {
+    // A conformance suite fails by panicking, as tests do.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     /// Echoes `echo:…`, fails on `fail`, never answers `hang`.

@@ -1,6 +1,9 @@
 //! The redb block store (`consort_node::block_store`): the ledger crate's conformance suite,
 //! reopening, and on-disk corruption caught by `verify_chain`.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_ledger::conformance::{self, sample_chain};
 use consort_ledger::{verify_chain, BlockStore, LedgerError};
 use consort_node::block_store::RedbBlockStore;

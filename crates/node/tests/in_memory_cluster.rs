@@ -2,6 +2,9 @@
 //! validation and durable storage, with no sockets. (The same paths over TLS and real
 //! processes are tested in the CLI crate.)
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,9 @@
 //! does), and a [`PeerPool`] to the other nodes. The protocol code blocks, so it runs on
 //! plain threads; only the links live on the Tokio runtime.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};

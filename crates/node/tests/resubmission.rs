@@ -4,6 +4,9 @@
 //! answer is lost is retried, and the retry's "nonce already used" is recognised as the
 //! first copy's commit.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

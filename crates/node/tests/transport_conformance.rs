@@ -1,6 +1,9 @@
 //! The peer-link transport (TLS over 127.0.0.1) passes the same conformance suite as the
 //! in-memory one.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use consort_crypto::{hash_domain, SecretKey};
 use consort_node::peer::{serve, PeerContext, PeerPool, TrustSet};
 use consort_node::transport::conformance::{fixture_handler, run_all};

@@ -3,6 +3,9 @@
 //! network, and the requester's table must equal SQLite's answer over the plaintext
 //! tables, with groups below K suppressed and counted.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use consort_crypto::MemberId;

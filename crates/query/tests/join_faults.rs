@@ -3,6 +3,9 @@
 //! at compute party 0 and at one owner; then each replays alone, with one received message
 //! truncated, extended, emptied or flipped.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::VecDeque;

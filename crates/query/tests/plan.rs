@@ -1,6 +1,9 @@
 //! Planner: accepted shapes, unsupported constructs named, unknown names, type errors,
 //! column uses, hash stability.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use consort_data::store::{CmpOp, LocalAggregate, Predicate};

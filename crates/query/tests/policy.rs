@@ -1,5 +1,8 @@
 //! Owner-side policy decisions.
 
+// Test code: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use consort_crypto::{Hash, MemberId};

@@ -2,6 +2,9 @@
 //! `conformance_query.rs`): every aggregate, grouping, NULL handling and filters under
 //! aggregation, each expectation written out by hand.
 
+// A conformance suite fails by panicking, as tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use super::conformance::{same, ts};
 use super::conformance_query::*;
 use super::{CmpOp, DatasetStore, LocalAggregate as A, LocalAggregateQuery, Predicate as P};

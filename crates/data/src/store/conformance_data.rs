@@ -1,6 +1,9 @@
 //! The data-heavy checks of the conformance suite (see `conformance.rs`): typed round trips
 //! of every column type with extremes, refused values, odd column names, bulk loads.
 
+// A conformance suite fails by panicking, as tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use super::conformance::{assert_gone, assert_rows, col, date, load, read_all, ts};
 use super::{DatasetStore, StoreError};
 use crate::value::{ColumnType, Row, Schema, Value};

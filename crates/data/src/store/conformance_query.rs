@@ -3,6 +3,9 @@
 //! three-valued logic, grouping, empty inputs, type errors and injection attempts. Every
 //! expectation is written out by hand, so the memory store is checked too.
 
+// A conformance suite fails by panicking, as tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use super::conformance::{col, date, load, ts};
 use super::conformance_agg::{agg, aggregates, assert_table, c, check_agg};
 use super::{CmpOp, DatasetStore, LocalAggregate as A, LocalSelect, Predicate as P, StoreError};

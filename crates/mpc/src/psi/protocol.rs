@@ -102,7 +102,10 @@ impl Blinding {
             .map(|(ci, c)| {
                 let mut pts = Vec::with_capacity(c.len() / POINT);
                 for (i, b) in c.chunks_exact(POINT).enumerate() {
-                    let enc = CompressedRistretto::from_slice(b).expect("32-byte slice");
+                    // `chunks_exact` gives POINT bytes, which is what `from_slice` wants.
+                    let Ok(enc) = CompressedRistretto::from_slice(b) else {
+                        return Err(ci * PAR_CHUNK + i);
+                    };
                     match enc.decompress() {
                         Some(p) => pts.push(p),
                         None => return Err(ci * PAR_CHUNK + i),
@@ -358,7 +361,8 @@ fn flow(
     let mut card_count = 0usize;
     link.recv_items(n, POINT, "double-blinded points", |_, m| {
         for b in m.chunks_exact(POINT) {
-            let e: Enc = b.try_into().expect("32 bytes");
+            let mut e: Enc = [0u8; POINT];
+            e.copy_from_slice(b);
             if card {
                 card_count += usize::from(peer_db.binary_search(&e).is_ok());
             } else {
