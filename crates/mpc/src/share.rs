@@ -11,7 +11,7 @@ use crate::error::{MpcError, Result};
 use crate::transport::PartyId;
 
 /// This party's components of a vector of secrets in Z_2^64 (additive sharing).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ArithShares {
     /// Component x_i of each element (i = this party).
     pub a: Vec<u64>,
@@ -21,7 +21,7 @@ pub struct ArithShares {
 
 /// This party's components of a vector of 64-bit values XOR-shared bitwise: each word is
 /// 64 independent boolean secrets (bit j of value e), as produced by A2B.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct XorShares {
     /// Component x_i.
     pub a: Vec<u64>,
@@ -31,7 +31,7 @@ pub struct XorShares {
 
 /// This party's components of a vector of secret bits, packed 64 per word: bit `e % 64`
 /// of word `e / 64` is element `e`. Bits past `len` are kept zero in both components.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct BitShares {
     /// Component x_i, packed.
     pub a: Vec<u64>,
@@ -39,6 +39,18 @@ pub struct BitShares {
     pub b: Vec<u64>,
     len: usize,
 }
+
+/// Shares are secrets' components: `Debug` shows how many, never their words.
+macro_rules! redacted_debug {
+    ($($name:ident),*) => {$(
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), " {{ words: {}, .. }}"), self.a.len())
+            }
+        }
+    )*};
+}
+redacted_debug!(ArithShares, XorShares, BitShares);
 
 pub(crate) fn check_len(what: &str, x: usize, y: usize) -> Result<()> {
     if x != y {
@@ -424,5 +436,28 @@ impl BitShares {
             s.b[k / 64] |= (y as u64) << (k % 64);
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_share_words() {
+        let shares = ArithShares {
+            a: vec![0x1234_5678_9abc_def0],
+            b: vec![0x0fed_cba9_8765_4321],
+        };
+        let printed = format!("{shares:?}");
+        assert_eq!(printed, "ArithShares { words: 1, .. }");
+        assert!(
+            !printed.contains("1234") && !printed.contains(&0x1234_5678_9abc_def0u64.to_string())
+        );
+        let xor = XorShares {
+            a: vec![7; 3],
+            b: vec![9; 3],
+        };
+        assert_eq!(format!("{xor:?}"), "XorShares { words: 3, .. }");
     }
 }

@@ -54,8 +54,8 @@ impl Roles {
     }
 }
 
-/// An owner's own data for [`run_party`].
-#[derive(Debug, Clone, PartialEq)]
+/// An owner's own data for [`run_party`]. Its rows are private: `Debug` shows counts only.
+#[derive(Clone, PartialEq)]
 pub enum LocalInput {
     /// The rows of [`Plan::local`] over this owner's datasets of the plan.
     Rows(Vec<Row>),
@@ -65,6 +65,21 @@ pub enum LocalInput {
         left: Option<Vec<Row>>,
         right: Option<Vec<Row>>,
     },
+}
+
+impl std::fmt::Debug for LocalInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = |rows: &Option<Vec<Row>>| rows.as_ref().map(Vec::len);
+        match self {
+            LocalInput::Rows(rows) => write!(f, "LocalInput::Rows({} rows, ..)", rows.len()),
+            LocalInput::Join { left, right } => write!(
+                f,
+                "LocalInput::Join {{ left: {:?} rows, right: {:?} rows, .. }}",
+                count(left),
+                count(right)
+            ),
+        }
+    }
 }
 
 impl From<Vec<Row>> for LocalInput {
@@ -516,4 +531,29 @@ pub(crate) fn share_digest(words: &[&[u64]]) -> Hash {
         }
     }
     hash_domain("consort/query-output-shares/v1", &[&bytes])
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+    use consort_model::Value;
+
+    #[test]
+    fn local_input_debug_shows_counts_not_rows() {
+        let rows = vec![vec![
+            Value::Text("alice-secret".into()),
+            Value::Integer(4242),
+        ]];
+        let printed = format!("{:?}", LocalInput::Rows(rows.clone()));
+        assert_eq!(printed, "LocalInput::Rows(1 rows, ..)");
+        let join = LocalInput::Join {
+            left: Some(rows),
+            right: None,
+        };
+        let printed = format!("{join:?}");
+        assert!(
+            !printed.contains("alice") && !printed.contains("4242"),
+            "{printed}"
+        );
+    }
 }
