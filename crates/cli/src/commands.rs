@@ -194,7 +194,7 @@ async fn notarize(
 ) -> Result<i32> {
     let mut notarized = Vec::with_capacity(files.len());
     for path in files {
-        let (hash, size) = consort_crypto::blake3_file(path)
+        let (hash, size) = consort_data::files::blake3_file(path)
             .with_context(|| format!("hashing {}", path.display()))?;
         let name = path
             .file_name()

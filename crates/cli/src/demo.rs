@@ -50,7 +50,7 @@ pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Re
             &path,
             format!("Quarterly report of {}, version {i}\n", member.name),
         )?;
-        let (hash, size) = consort_crypto::blake3_file(&path)?;
+        let (hash, size) = consort_data::files::blake3_file(&path)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

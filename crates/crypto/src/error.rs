@@ -1,7 +1,5 @@
 //! The crate's single error type.
 
-use std::path::PathBuf;
-
 use crate::encoding::DecodeError;
 
 /// Everything that can go wrong in consort-crypto.
@@ -16,19 +14,9 @@ pub enum CryptoError {
     /// A signature did not verify (strict RFC 8032 verification).
     #[error("signature verification failed")]
     BadSignature,
-    /// A key file exists but its contents are not a key.
-    #[error("key file {path}: {reason}")]
-    KeyFile { path: PathBuf, reason: String },
-    /// A key file is readable or writable by group or others.
-    #[error("key file {path} has mode {mode:o}, which lets group/others access it; run `chmod 600 {path}`")]
-    KeyFilePermissions { path: PathBuf, mode: u32 },
-    /// An I/O operation on a file failed.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A key file's text is not a key.
+    #[error("not a key file: {0}")]
+    KeyFile(String),
     /// The key could not be encoded as PKCS#8.
     #[error("PKCS#8 encoding of the member key failed: {0}")]
     Pkcs8(String),

@@ -1,10 +1,5 @@
 //! BLAKE3 hashing: the 32-byte [`Hash`] type, domain-separated hashing ([`hash_domain`]),
-//! streaming file hashing ([`blake3_file`]) and constant-time comparison of secrets.
-
-use std::io::Read;
-use std::path::Path;
-
-use crate::error::CryptoError;
+//! and constant-time comparison of secrets.
 
 /// A 32-byte digest: block hashes, transaction ids, Merkle and state roots.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -85,30 +80,6 @@ pub fn hash_domain(domain: &str, parts: &[&[u8]]) -> Hash {
     Hash(*hasher.finalize().as_bytes())
 }
 
-/// Streams a file through plain (undomained) BLAKE3 and returns its hash and size in bytes.
-pub fn blake3_file(path: impl AsRef<Path>) -> Result<(Hash, u64), CryptoError> {
-    let path = path.as_ref();
-    let io_err = |source| CryptoError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((Hash(*hasher.finalize().as_bytes()), size))
-}
-
 /// Compares two byte strings without an early exit on the first differing byte, so the
 /// time taken does not reveal how much of a secret (e.g. an API token) a guess got right.
 /// The lengths are not secret: different lengths return `false` immediately.
@@ -143,20 +114,6 @@ mod tests {
         let expected = blake3::hash(b"dom\x00abc");
         assert_eq!(hash_domain("dom", &[b"a", b"bc"]).0, *expected.as_bytes());
         assert_ne!(hash_domain("dom", &[b"abc"]), hash_domain("do", &[b"mabc"]));
-    }
-
-    #[test]
-    fn blake3_file_matches_in_memory_hash() {
-        let dir = std::env::temp_dir().join(format!("consort-crypto-b3-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f.bin");
-        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let (h, size) = blake3_file(&path).unwrap();
-        assert_eq!(size, data.len() as u64);
-        assert_eq!(h.0, *blake3::hash(&data).as_bytes());
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(matches!(blake3_file(&path), Err(CryptoError::Io { .. })));
     }
 
     #[test]

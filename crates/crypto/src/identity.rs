@@ -1,9 +1,6 @@
 //! Member identities: Ed25519 key pairs, member ids derived from public keys, signatures,
 //! key files, and (batch) signature verification.
 
-use std::io::Write;
-use std::path::Path;
-
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rayon::prelude::*;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -152,64 +149,25 @@ impl SecretKey {
         der
     }
 
-    /// Writes the key file: the 32-byte seed as 64 lowercase hex characters and a newline.
-    /// The file is created with mode 0600 (and an existing file is reset to 0600).
-    pub fn write_to_file(&self, path: &Path) -> Result<(), CryptoError> {
-        let io_err = |source| CryptoError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            options.mode(0o600);
-            // `mode` only applies on creation; tighten a pre-existing file before writing.
-            if path.exists() {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(io_err)?;
-            }
-        }
-        let mut file = options.open(path).map_err(io_err)?;
+    /// The key file's text: the 32-byte seed as 64 lowercase hex characters and a newline.
+    /// (Reading and writing the file, with its permissions, is the node's business.)
+    pub fn to_key_file_text(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(hex::encode(self.0.as_bytes()));
         text.push('\n');
-        file.write_all(text.as_bytes()).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        Ok(())
+        text
     }
 
-    /// Reads a key file written by [`SecretKey::write_to_file`]. Refuses files that group or
-    /// others may access ([`CryptoError::KeyFilePermissions`]).
-    pub fn read_from_file(path: &Path) -> Result<Self, CryptoError> {
-        let io_err = |source| CryptoError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(io_err)?
-                .permissions()
-                .mode()
-                & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(CryptoError::KeyFilePermissions {
-                    path: path.to_path_buf(),
-                    mode,
-                });
-            }
-        }
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(io_err)?);
-        let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::KeyFile {
-            path: path.to_path_buf(),
-            reason: "not UTF-8 text; expected 64 hex characters".into(),
+    /// The key in a key file's text ([`SecretKey::to_key_file_text`]; white space around
+    /// the hex is ignored).
+    pub fn from_key_file_text(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            CryptoError::KeyFile("not UTF-8 text; expected 64 hex characters".into())
         })?;
         let mut seed = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text.trim(), &mut *seed).map_err(|e| CryptoError::KeyFile {
-            path: path.to_path_buf(),
-            reason: format!("expected 64 hex characters (a 32-byte Ed25519 seed): {e}"),
+        hex::decode_to_slice(text.trim(), &mut *seed).map_err(|e| {
+            CryptoError::KeyFile(format!(
+                "expected 64 hex characters (a 32-byte Ed25519 seed): {e}"
+            ))
         })?;
         let key = SecretKey::from_seed(&seed);
         seed.zeroize();
@@ -473,32 +431,17 @@ mod tests {
     }
 
     #[test]
-    fn key_file_round_trip_and_permissions() {
-        let dir = std::env::temp_dir().join(format!("consort-crypto-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("member.key");
+    fn key_file_text_round_trips_and_refuses_garbage() {
         let key = SecretKey::generate();
-        key.write_to_file(&path).unwrap();
-        let back = SecretKey::read_from_file(&path).unwrap();
+        let text = key.to_key_file_text();
+        assert_eq!(text.len(), 65);
+        assert!(text.ends_with('\n'));
+        let back = SecretKey::from_key_file_text(text.as_bytes()).unwrap();
         assert_eq!(back.public_key(), key.public_key());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(matches!(
-                SecretKey::read_from_file(&path),
-                Err(CryptoError::KeyFilePermissions { mode: 0o644, .. })
-            ));
-            // Re-writing tightens the mode again.
-            key.write_to_file(&path).unwrap();
-            assert!(SecretKey::read_from_file(&path).is_ok());
+        for bad in [&b"not a key\n"[..], b"", &[0xff, 0xfe][..], &[b'a'; 63][..]] {
+            let err = SecretKey::from_key_file_text(bad).unwrap_err();
+            assert!(matches!(err, CryptoError::KeyFile(_)), "{err}");
         }
-        std::fs::write(&path, "not a key\n").unwrap();
-        let err = SecretKey::read_from_file(&path).unwrap_err();
-        assert!(matches!(err, CryptoError::KeyFile { .. }), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

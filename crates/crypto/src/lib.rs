@@ -15,7 +15,7 @@ pub mod merkle;
 
 pub use encoding::DecodeError;
 pub use error::CryptoError;
-pub use hash::{blake3_file, constant_time_eq, hash_domain, Hash};
+pub use hash::{constant_time_eq, hash_domain, Hash};
 pub use identity::{
     verify, verify_each, verify_many, MemberId, PublicKey, SecretKey, Signature, VERIFY_CHUNK_SIZE,
 };

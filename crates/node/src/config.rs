@@ -211,7 +211,7 @@ impl MemberDir {
         fs::create_dir_all(&self.root)
             .map_err(|e| NodeError::io(format!("creating {}", self.root.display()), e))?;
         let key = SecretKey::generate();
-        key.write_to_file(&self.key_path())?;
+        write_key_file(&key, &self.key_path())?;
         let token: [u8; 32] = rand::random();
         write_private(
             &self.token_path(),
@@ -261,7 +261,7 @@ impl MemberDir {
     }
 
     pub fn load_key(&self) -> Result<SecretKey, NodeError> {
-        Ok(SecretKey::read_from_file(&self.key_path())?)
+        read_key_file(&self.key_path())
     }
 
     pub fn load_token(&self) -> Result<String, NodeError> {
@@ -284,6 +284,44 @@ impl MemberDir {
 }
 
 /// Writes a file readable by its owner only, whatever the umask.
+/// Writes the member key file (`SecretKey::to_key_file_text`), mode 0600; an existing file
+/// is reset to 0600 first, since `mode` only applies on creation.
+pub fn write_key_file(key: &SecretKey, path: &Path) -> Result<(), NodeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_err = |e| NodeError::io(format!("writing {}", path.display()), e);
+    if path.exists() {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err)?;
+    file.write_all(key.to_key_file_text().as_bytes())
+        .map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+/// Reads the member key file. Refuses a file that group or others may access: a key that
+/// others could have read is not the member's alone.
+pub fn read_key_file(path: &Path) -> Result<SecretKey, NodeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_err = |e| NodeError::io(format!("reading {}", path.display()), e);
+    let mode = fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(NodeError::Config(format!(
+            "key file {} has mode {mode:o}, which lets group/others access it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    let bytes = zeroize::Zeroizing::new(fs::read(path).map_err(io_err)?);
+    SecretKey::from_key_file_text(&bytes)
+        .map_err(|e| NodeError::Config(format!("key file {}: {e}", path.display())))
+}
+
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -306,4 +344,33 @@ pub fn read_genesis(path: &Path) -> Result<consort_ledger::Genesis, NodeError> {
         .validate()
         .map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))?;
     Ok(genesis)
+}
+
+#[cfg(test)]
+mod key_file_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_key_file_round_trips_at_0600_and_refuses_wider_modes_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("member.key");
+        let key = SecretKey::generate();
+        write_key_file(&key, &path).unwrap();
+        assert_eq!(read_key_file(&path).unwrap().public_key(), key.public_key());
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_key_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("mode 644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        // Re-writing tightens the mode again.
+        write_key_file(&key, &path).unwrap();
+        assert!(read_key_file(&path).is_ok());
+        fs::write(&path, "not a key\n").unwrap();
+        let err = read_key_file(&path).unwrap_err().to_string();
+        assert!(err.contains("not a key file"), "{err}");
+    }
 }

@@ -269,3 +269,26 @@ pub fn files_input_hash(entries: &[FileEntry]) -> Hash {
     });
     hash_domain(INPUT_HASH_DOMAIN, &[w.as_bytes()])
 }
+
+/// Streams a file through plain (undomained) BLAKE3 and returns its hash and size in bytes
+/// (what `consort notarize` records).
+pub fn blake3_file(path: impl AsRef<std::path::Path>) -> Result<(Hash, u64), DataError> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let io_err = |source| DataError::io(format!("reading {}", path.display()), source);
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((Hash(*hasher.finalize().as_bytes()), size))
+}
