@@ -51,9 +51,21 @@ impl LocalCluster {
         let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
         let binary = std::env::current_exe().context("locating the consort binary")?;
         let mut cluster = Self::create(temp.path(), n, &binary)?;
+        cluster.enable_bench_endpoints()?;
         cluster.start_all()?;
         cluster.wait_all_ready(Duration::from_secs(30)).await?;
         Ok((temp, cluster))
+    }
+
+    /// Turns on every member's benchmark endpoints (`bench_endpoints` in its config), for
+    /// `consort bench`; takes effect when a node starts.
+    pub fn enable_bench_endpoints(&self) -> Result<()> {
+        for member in &self.members {
+            let mut config = member.dir.load_config()?;
+            config.bench_endpoints = true;
+            member.dir.save_config(&config)?;
+        }
+        Ok(())
     }
 
     /// Creates `n` members under `root` and their genesis; starts nothing.

@@ -10,14 +10,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_refused, cluster, serial};
+use common::{assert_refused, bench_cluster, cluster, serial};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_operation_verifies_between_three_processes_over_tls() {
     let _guard = serial().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path(), 3).await;
+    let cluster = bench_cluster(dir.path(), 3).await;
     for op in consort_node::mpc::bench::OPS {
         for n in [1usize, 1000] {
             let reports = consort_cli::bench_mpc::run_session(&cluster, op, n, 30)
@@ -40,7 +40,7 @@ async fn every_operation_verifies_between_three_processes_over_tls() {
 async fn sessions_with_strangers_or_bad_requests_are_refused() {
     let _guard = serial().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path(), 3).await;
+    let cluster = bench_cluster(dir.path(), 3).await;
     let ids: Vec<String> = cluster
         .members
         .iter()
@@ -111,7 +111,7 @@ async fn sessions_with_strangers_or_bad_requests_are_refused() {
 async fn a_party_vanishing_mid_protocol_fails_the_others_naming_it() {
     let _guard = serial().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path(), 3).await;
+    let cluster = bench_cluster(dir.path(), 3).await;
     let victim = cluster.members[2].name.clone();
     let pid = cluster.pid(2).expect("node 2 runs");
     let started = Instant::now();
@@ -143,4 +143,22 @@ async fn a_party_vanishing_mid_protocol_fails_the_others_naming_it() {
         "the survivors took {:?} to give up",
         started.elapsed()
     );
+}
+
+/// The benchmark endpoints start sessions with made-up data for anyone holding the API
+/// token, so a node serves them only when its config says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_endpoints_are_off_by_default() {
+    let _guard = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 3).await;
+    for path in ["/api/mpc/bench", "/api/psi/bench"] {
+        let err = cluster.members[0]
+            .client
+            .post_json(path, &serde_json::json!({}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("benchmark endpoints are off"), "{path}: {err}");
+    }
 }

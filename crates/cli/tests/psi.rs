@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::{assert_refused, cluster, serial};
+use common::{assert_refused, bench_cluster, serial};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn psi_between_two_processes_over_tls_verifies() {
     let _guard = serial().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path(), 3).await;
+    let cluster = bench_cluster(dir.path(), 3).await;
     for n in [1usize, 2, 1000] {
         let reports = consort_cli::bench_psi::run_session(&cluster, n, 30)
             .await

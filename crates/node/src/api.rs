@@ -77,8 +77,18 @@ impl From<NodeError> for ApiError {
 
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
-pub fn router(shared: Arc<NodeShared>) -> Router {
+pub fn router(shared: Arc<NodeShared>, bench_endpoints: bool) -> Router {
+    let bench = if bench_endpoints {
+        Router::new()
+            .route("/api/mpc/bench", post(mpc_bench))
+            .route("/api/psi/bench", post(psi_bench))
+    } else {
+        Router::new()
+            .route("/api/mpc/bench", post(bench_off))
+            .route("/api/psi/bench", post(bench_off))
+    };
     let protected = Router::new()
+        .merge(bench)
         .route("/api/tx", post(submit_one))
         .route("/api/txs", post(submit_many))
         .route("/api/ledger/status", get(status))
@@ -88,8 +98,6 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
         .route("/api/ledger/export", get(export))
         .route("/api/ledger/verify", get(verify))
         .route("/api/datasets", get(catalog))
-        .route("/api/mpc/bench", post(mpc_bench))
-        .route("/api/psi/bench", post(psi_bench))
         .route("/api/query", post(query))
         .route("/api/queries", get(queries))
         .route("/api/queries/:id", get(query_show))
@@ -114,6 +122,12 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_declared_oversize))
         .with_state(shared)
+}
+
+async fn bench_off() -> ApiError {
+    ApiError::not_found(
+        "the benchmark endpoints are off on this node (set bench_endpoints = true in its config.toml)",
+    )
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it.

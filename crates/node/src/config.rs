@@ -31,6 +31,11 @@ pub struct NodeConfig {
     /// Absent: SQLite in `DIR/data/datasets.sqlite`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// Serve the benchmark endpoints (`POST /api/mpc/bench`, `/api/psi/bench`), which let
+    /// any holder of the API token start MPC and PSI sessions with made-up data. Off unless
+    /// set (`consort bench` sets it on the clusters it creates).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bench_endpoints: bool,
 }
 
 /// The public member card written to `DIR/member.json`: a [`MemberInfo`], whose JSON also
@@ -224,6 +229,7 @@ impl MemberDir {
             peer_addr: peer_addr.to_string(),
             api_addr: api_addr.to_string(),
             database_url: database_url.map(str::to_string),
+            bench_endpoints: false,
         };
         let toml = toml::to_string(&config).map_err(|e| NodeError::Internal(e.to_string()))?;
         fs::write(self.config_path(), toml)
@@ -242,6 +248,13 @@ impl MemberDir {
         fs::write(self.card_path(), json + "\n")
             .map_err(|e| NodeError::io(format!("writing {}", self.card_path().display()), e))?;
         Ok(card)
+    }
+
+    /// Rewrites `config.toml`.
+    pub fn save_config(&self, config: &NodeConfig) -> Result<(), NodeError> {
+        let toml = toml::to_string(config).map_err(|e| NodeError::Internal(e.to_string()))?;
+        fs::write(self.config_path(), toml)
+            .map_err(|e| NodeError::io(format!("writing {}", self.config_path().display()), e))
     }
 
     pub fn load_config(&self) -> Result<NodeConfig, NodeError> {

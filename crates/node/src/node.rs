@@ -102,7 +102,7 @@ pub async fn run(
     );
     http::serve(
         listeners.api,
-        crate::api::router(core.shared.clone()),
+        crate::api::router(core.shared.clone(), config.bench_endpoints),
         http::Limits::default(),
         shutdown,
     )

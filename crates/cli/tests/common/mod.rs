@@ -31,6 +31,20 @@ pub async fn cluster(root: &Path, n: usize) -> LocalCluster {
     cluster
 }
 
+/// [`cluster`] with the benchmark endpoints on (they are off by default).
+pub async fn bench_cluster(root: &Path, n: usize) -> LocalCluster {
+    let mut cluster = LocalCluster::create(root, n, &binary()).expect("create cluster");
+    cluster
+        .enable_bench_endpoints()
+        .expect("enable bench endpoints");
+    cluster.start_all().expect("start nodes");
+    cluster
+        .wait_all_ready(Duration::from_secs(30))
+        .await
+        .expect("nodes ready");
+    cluster
+}
+
 pub fn notarization(i: u64) -> TxPayload {
     TxPayload::Notarize(Notarization {
         files: vec![NotarizedFile {
