@@ -40,6 +40,7 @@ fn catalog() -> Catalog {
                 recipe_hash: Hash::ZERO,
                 version: 1,
                 parent: None,
+                commitment_scheme: Default::default(),
             },
             tx_id: Hash::ZERO,
         }],
