@@ -127,8 +127,7 @@ async fn consort_run(
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let db = dir.join("consort.sqlite");
-    let store =
-        consort_data::store::open_store(&format!("sqlite://{}?mode=rwc", db.display())).await?;
+    let store = consort_store::open_store(&format!("sqlite://{}?mode=rwc", db.display())).await?;
     let options = ingest_options(dir.join("rejects.ndjson"), salted);
     let started = Instant::now();
     let cpu_before = process_cpu_seconds();

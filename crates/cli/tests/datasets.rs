@@ -153,7 +153,7 @@ async fn tables_register_verify_version_and_fail_atomically() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let (_, out, _) = consort(&["--dir", &beta, "catalog", "--json"]);
     assert!(!out.contains("broken"), "{out}");
-    let store = consort_data::store::open_store(&format!("sqlite://{}", db.display()))
+    let store = consort_store::open_store(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     let tables = store.list_tables().await.unwrap();
@@ -289,7 +289,7 @@ async fn a_member_can_keep_its_datasets_in_postgres_or_mysql() {
         assert_eq!(code, 0, "the database must be running at {url}: {out}{err}");
         let (code, out, err) = consort(&["--dir", &dir, "dataset", "verify", &name]);
         assert_eq!(code, 0, "{out}{err}");
-        let store = consort_data::store::open_store(url).await.unwrap();
+        let store = consort_store::open_store(url).await.unwrap();
         let table = consort_node::datasets::table_name(&name, 1);
         assert_eq!(store.row_count(&table).await.unwrap(), 2);
         store.drop_table(&table).await.unwrap();

@@ -5,8 +5,6 @@
 pub enum DataError {
     #[error(transparent)]
     Crypto(#[from] consort_crypto::CryptoError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
     #[error("{context}: {source}")]
     Io {
         context: String,

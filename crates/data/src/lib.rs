@@ -1,10 +1,10 @@
-//! consort-data owns a member's data before and at rest: reading input formats, inferring
-//! schemas, applying preprocessing recipes (clean, coerce, filter, deduplicate,
-//! pseudonymise), storing datasets as typed tables in the member's own database (SQLite,
-//! PostgreSQL or MySQL/MariaDB behind one trait), and computing dataset commitments.
+//! consort-data takes a member's data in: reading input formats, inferring schemas,
+//! applying preprocessing recipes (clean, coerce, filter, deduplicate, pseudonymise),
+//! committing to the rows (row hashes or hiding salted columns), and content-addressing
+//! files datasets. It hands rows to a sink in batches; storing them is `consort-store`'s
+//! business, and the node joins the two.
 //!
-//! Nothing here touches the ledger or the network: the node registers what this crate
-//! produces.
+//! Nothing here touches the ledger, the network or a database.
 
 pub use consort_model::canonical;
 pub mod clean;
@@ -15,7 +15,6 @@ pub mod hiding;
 pub mod infer;
 pub mod pipeline;
 pub mod recipe;
-pub mod store;
 pub use consort_model::value;
 
 pub use error::DataError;

@@ -12,6 +12,8 @@ pub enum NodeError {
     Peer(#[from] PeerError),
     #[error(transparent)]
     Data(#[from] consort_data::DataError),
+    #[error(transparent)]
+    Store(#[from] consort_store::StoreError),
     #[error("{0}")]
     Config(String),
     #[error("{context}: {source}")]

@@ -6,10 +6,10 @@
 
 mod support;
 
-use consort_data::store::{CmpOp, LocalAggregate, Predicate};
 use consort_data::Value;
 use consort_ledger::policy::Permission;
 use consort_query::{plan, AggFunc, LocalWork, OutputExpr, QueryError};
+use consort_store::{CmpOp, LocalAggregate, Predicate};
 use support::*;
 
 fn err(sql: &str) -> String {

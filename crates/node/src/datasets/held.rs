@@ -6,9 +6,9 @@ use std::path::Path;
 use consort_crypto::Hash;
 use consort_data::files::FileStore;
 use consort_data::formats::Format;
-use consort_data::store::DatasetStore;
 use consort_data::{Row, Schema, Value};
 use consort_ledger::dataset::DatasetKind;
+use consort_store::DatasetStore;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
@@ -75,7 +75,7 @@ async fn for_each_page(
         let page = store
             .read_rows(table, schema, after, PAGE)
             .await
-            .map_err(|e| NodeError::Data(e.into()))?;
+            .map_err(NodeError::Store)?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };

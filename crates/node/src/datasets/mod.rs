@@ -21,12 +21,12 @@ use consort_data::formats::Format;
 use consort_data::hiding::{RowCommitment, RowSalter};
 use consort_data::pipeline::{Ingest, IngestOptions, IngestReport};
 use consort_data::recipe::{recipe_hash, Dedup, Recipe};
-use consort_data::store::{open_store, DatasetStore};
 use consort_data::{Column, ColumnType, Row, Schema, Value};
 use consort_ledger::dataset::{
     valid_dataset_name, ColumnSpec, CommitmentScheme, DatasetKind, DatasetRecord,
 };
 use consort_ledger::rules_limits::{RULES_V1, RULES_V3};
+use consort_store::{open_store, DatasetStore};
 use serde::Serialize;
 use serde_json::json;
 
@@ -153,9 +153,7 @@ pub async fn open_member_store(dir: &MemberDir) -> Result<Arc<dyn DatasetStore>,
         std::fs::create_dir_all(dir.data_dir())
             .map_err(|e| NodeError::io(format!("creating {}", dir.data_dir().display()), e))?;
     }
-    open_store(&url)
-        .await
-        .map_err(|e| NodeError::Data(e.into()))
+    open_store(&url).await.map_err(NodeError::Store)
 }
 
 struct Context {
@@ -188,12 +186,7 @@ async fn prepare(dir: &MemberDir, request: &AddRequest) -> Result<Context, NodeE
     let store = open_member_store(dir).await?;
     let table_exists = |table: String| {
         let store = store.clone();
-        async move {
-            store
-                .table_exists(&table)
-                .await
-                .map_err(|e| NodeError::Data(e.into()))
-        }
+        async move { store.table_exists(&table).await.map_err(NodeError::Store) }
     };
     let (current, restoring, version) = match (current, request.update) {
         (Some((record, tx)), false) => {
@@ -419,7 +412,7 @@ pub async fn stream_into_table(
         let mut load = store
             .begin_load(table, &table_schema)
             .await
-            .map_err(|e| NodeError::Data(e.into()))?;
+            .map_err(NodeError::Store)?;
         let mut next_row = 0u64;
         while let Some(rows) = rows_rx.recv().await {
             let numbered: Vec<(u64, Row)> = rows
@@ -431,7 +424,7 @@ pub async fn stream_into_table(
                 .collect();
             if let Err(e) = load.insert(numbered).await {
                 let _ = load.abort().await;
-                return Err(NodeError::Data(e.into()));
+                return Err(NodeError::Store(e));
             }
         }
         Ok(load)
@@ -447,7 +440,7 @@ pub async fn stream_into_table(
                 let _ = load.abort().await;
                 return Err(refusal);
             }
-            load.commit().await.map_err(|e| NodeError::Data(e.into()))?;
+            load.commit().await.map_err(NodeError::Store)?;
             Ok(report)
         }
         (Err(e), Ok(load)) => {
@@ -569,7 +562,7 @@ async fn add_files(
         .store
         .begin_load(&ctx.table, &schema)
         .await
-        .map_err(|e| NodeError::Data(e.into()))?;
+        .map_err(NodeError::Store)?;
     for (chunk_index, chunk) in report.entries.chunks(10_000).enumerate() {
         let rows: Vec<(u64, Row)> = chunk
             .iter()
@@ -578,7 +571,7 @@ async fn add_files(
             .collect();
         if let Err(e) = load.insert(rows).await {
             let _ = load.abort().await;
-            return Err(NodeError::Data(e.into()));
+            return Err(NodeError::Store(e));
         }
     }
     let record = DatasetRecord {
@@ -599,7 +592,7 @@ async fn add_files(
             return Err(NodeError::Rejected(format!("{}: {reason}", request.name)));
         }
     }
-    load.commit().await.map_err(|e| NodeError::Data(e.into()))?;
+    load.commit().await.map_err(NodeError::Store)?;
     let (tx_id, height) = finish(dir, &ctx, record, request.update).await?;
     Ok(AddSummary {
         name: request.name.clone(),

@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use consort_crypto::{hash_domain, Hash, MemberId};
-use consort_data::store::{open_store, DatasetStore};
 use consort_ledger::policy::{QueryOutcome, QueryRequest, QueryResult};
 use consort_ledger::{LedgerState, Transaction, TxPayload};
 use consort_query::{Catalog, ResultTable};
+use consort_store::{open_store, DatasetStore};
 use tokio::sync::watch;
 
 pub use views::{grants_json, queries_json, query_json};
@@ -86,11 +86,7 @@ impl QueryService {
             NodeError::Config("this node has no dataset database configured".into())
         })?;
         self.store
-            .get_or_try_init(|| async move {
-                open_store(&url)
-                    .await
-                    .map_err(|e| NodeError::Data(consort_data::DataError::from(e)))
-            })
+            .get_or_try_init(|| async move { open_store(&url).await.map_err(NodeError::Store) })
             .await
             .cloned()
     }

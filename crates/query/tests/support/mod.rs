@@ -7,12 +7,12 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 use consort_crypto::{Hash, MemberId};
-use consort_data::store::{CmpOp, LocalAggregate, Predicate};
 use consort_data::{ColumnType, Row, Schema, Value};
 use consort_ledger::dataset::{ColumnSpec, DatasetEntry, DatasetKind, DatasetRecord};
 use consort_query::{
     run_party, Catalog, LocalInput, LocalWork, PartyOutcome, Plan, QueryError, Roles,
 };
+use consort_store::{CmpOp, LocalAggregate, Predicate};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

@@ -37,7 +37,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::prefetch::prefetch_rows;
 use super::rules::{quote_double, ROW_COLUMN};
 use super::sqlite_insert::RawInsert;
-use crate::value::{Row, Schema};
+use consort_model::value::{Row, Schema};
 
 /// Batches handed to the thread and not yet acknowledged, at most.
 const IN_FLIGHT: usize = 2;
@@ -415,7 +415,7 @@ const PREFETCH_SINGLE: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::{Column, ColumnType, Value};
+    use consort_model::value::{Column, ColumnType, Value};
 
     fn table(dir: &std::path::Path) -> (PathBuf, Schema) {
         let path = dir.join("load.sqlite");

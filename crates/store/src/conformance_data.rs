@@ -6,7 +6,7 @@
 
 use super::conformance::{assert_gone, assert_rows, col, date, load, read_all, ts};
 use super::{DatasetStore, StoreError};
-use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 fn round_trip_schema() -> Schema {
     Schema {

@@ -23,7 +23,7 @@ use super::mysql_load::MySqlLoad;
 use super::rules::{self, lock_name, Chunking, Rules, ROW_COLUMN, STAGING_PREFIX};
 use super::sql::Dialect;
 use super::{BoxFuture, DatasetStore, LocalAggregateQuery, LocalSelect, StoreError, TableLoad};
-use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 pub(super) const DIALECT: Dialect = Dialect {
     quote: rules::quote_backtick,

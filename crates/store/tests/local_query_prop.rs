@@ -11,10 +11,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;
-use consort_data::store::{
+use consort_model::{Column, ColumnType, Row, Schema, Value};
+use consort_store::{
     open_store, CmpOp, DatasetStore, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate,
 };
-use consort_data::{Column, ColumnType, Row, Schema, Value};
 use proptest::prelude::*;
 
 const COLS: [(&str, ColumnType); 5] = [

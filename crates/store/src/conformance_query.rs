@@ -9,7 +9,7 @@
 use super::conformance::{col, date, load, ts};
 use super::conformance_agg::{agg, aggregates, assert_table, c, check_agg};
 use super::{CmpOp, DatasetStore, LocalAggregate as A, LocalSelect, Predicate as P, StoreError};
-use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 /// Runs the query checks.
 pub(super) async fn run(store: &dyn DatasetStore, p: &str) {

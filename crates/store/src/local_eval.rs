@@ -9,8 +9,8 @@ use super::local_check::{
     check_result, compare_rows, compare_values, Agg, AggQuery, Col, Pred, SelectQuery,
 };
 use super::StoreError;
-use crate::value::{ColumnType, Row, Value};
 use consort_model::local_query::CmpOp;
+use consort_model::value::{ColumnType, Row, Value};
 
 /// SQL's three-valued logic: `None` is unknown.
 type Truth = Option<bool>;

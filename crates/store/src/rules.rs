@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{NaiveDate, Timelike};
 
 use super::StoreError;
-use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 /// The hidden row-number column of every dataset table.
 pub const ROW_COLUMN: &str = "_consort_row";

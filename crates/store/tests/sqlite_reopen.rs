@@ -6,8 +6,8 @@
 // Test code: a failed expectation panics, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use consort_data::store::open_store;
-use consort_data::value::{Column, ColumnType, Schema, Value};
+use consort_model::value::{Column, ColumnType, Schema, Value};
+use consort_store::open_store;
 
 #[test]
 fn a_file_reopened_from_racing_pools_never_reports_locked() {

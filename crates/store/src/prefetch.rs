@@ -6,7 +6,7 @@
 //! pointers. Without this, a loop over a batch waited on memory for each row's values and
 //! then again for each of its texts.
 
-use crate::value::{Row, Value};
+use consort_model::value::{Row, Value};
 
 /// Starts loading the values of rows `at + 2 * ahead ..` and the texts of rows
 /// `at + ahead ..`, `ahead` rows of each: called every `ahead` rows, each row's values are

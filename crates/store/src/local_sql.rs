@@ -27,8 +27,8 @@ use std::fmt::Write;
 use super::local_check::{self, Agg, AggQuery, Col, Pred, SelectQuery};
 use super::rules::{self, ROW_COLUMN};
 use super::StoreError;
-use crate::value::{ColumnType, Row, Schema, Value};
 use consort_model::local_query::{CmpOp, LocalAggregateQuery, LocalSelect};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 /// Which SQL backend a statement is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -374,9 +374,9 @@ pub(crate) fn parse_int_sum(s: Option<String>) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::local_check::check_select;
-    use crate::value::{Column, Schema};
+    use crate::local_check::check_select;
     use consort_model::local_query::{LocalSelect, Predicate};
+    use consort_model::value::{Column, Schema};
 
     #[test]
     fn names_and_values_are_never_spliced() {

@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 use rusqlite::{ffi, Connection};
 
 use super::sqlite_text::{put_date, put_timestamp, DATE_LEN, TIMESTAMP_LEN};
-use crate::value::{Row, Value};
+use consort_model::value::{Row, Value};
 
 /// A prepared insert with `rows × width` parameters (plus a leading row number when
 /// `numbered`), for rows of `width` values.

@@ -8,7 +8,7 @@
 use super::conformance::{same, ts};
 use super::conformance_query::*;
 use super::{CmpOp, DatasetStore, LocalAggregate as A, LocalAggregateQuery, Predicate as P};
-use crate::value::{Row, Schema};
+use consort_model::value::{Row, Schema};
 
 pub(super) fn assert_table(be: &str, what: &str, got: &[Row], want: &[Row]) {
     assert_eq!(got.len(), want.len(), "{be}: {what}: rows {got:?}");

@@ -16,10 +16,10 @@ use std::cmp::Ordering;
 use chrono::{Datelike, Timelike};
 
 use super::StoreError;
-use crate::value::{ColumnType, Row, Schema, Value};
 use consort_model::local_query::{
     CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate,
 };
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 /// Deepest nesting of `AND`/`OR`/`NOT` accepted.
 pub const MAX_DEPTH: usize = 64;

@@ -27,7 +27,7 @@ use super::sql::Dialect;
 use super::sqlite_load::SqliteLoad;
 use super::sqlite_writer::BulkWriter;
 use super::{BoxFuture, DatasetStore, LocalAggregateQuery, LocalSelect, StoreError, TableLoad};
-use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 pub(super) const DIALECT: Dialect = Dialect {
     quote: rules::quote_double,

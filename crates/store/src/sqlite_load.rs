@@ -8,7 +8,7 @@ use super::rules::{self, Rules};
 use super::sqlite::{db, live_set, DIALECT};
 use super::sqlite_writer::BulkWriter;
 use super::{BoxFuture, StoreError, TableLoad};
-use crate::value::{Row, Schema};
+use consort_model::value::{Row, Schema};
 
 /// A load into an SQLite staging table. Holds one pooled connection (to create, rename or
 /// drop the table) and the bulk writer that fills it.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::rules::ROW_COLUMN;
-use crate::value::{ColumnType, Schema};
+use consort_model::value::{ColumnType, Schema};
 
 /// How one SQL backend spells things.
 pub(crate) struct Dialect {

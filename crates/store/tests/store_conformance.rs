@@ -8,7 +8,7 @@
 // Test code: a failed expectation panics, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use consort_data::store::{conformance, open_store, DatasetStore};
+use consort_store::{conformance, open_store, DatasetStore};
 
 const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";

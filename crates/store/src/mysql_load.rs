@@ -11,7 +11,7 @@ use sqlx::Connection;
 use super::mysql::{bind_value, db, CHUNKING, DIALECT};
 use super::rules::{self, lock_name, plan_chunks, Rules};
 use super::{BoxFuture, StoreError, TableLoad};
-use crate::value::{Row, Schema};
+use consort_model::value::{Row, Schema};
 
 /// A load into a MySQL staging table. Holds one pooled connection and the staging
 /// table's named lock.

@@ -19,7 +19,7 @@ use super::local_sql::{self, Flavor, Out, Statement};
 use super::rules::{self, lock_key, plan_chunks, Chunking, Rules, ROW_COLUMN, STAGING_PREFIX};
 use super::sql::Dialect;
 use super::{BoxFuture, DatasetStore, LocalAggregateQuery, LocalSelect, StoreError, TableLoad};
-use crate::value::{ColumnType, Row, Schema, Value};
+use consort_model::value::{ColumnType, Row, Schema, Value};
 
 const DIALECT: Dialect = Dialect {
     quote: rules::quote_double,

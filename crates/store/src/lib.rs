@@ -258,4 +258,4 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn DatasetStore>, StoreError> 
     })
 }
 
-use crate::value::{Row, Schema};
+use consort_model::value::{Row, Schema};

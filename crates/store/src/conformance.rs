@@ -10,7 +10,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 
 use super::conformance_data as data;
 use super::{DatasetStore, StoreError};
-use crate::value::{Column, ColumnType, Row, Schema, Value};
+use consort_model::value::{Column, ColumnType, Row, Schema, Value};
 
 /// Runs the whole suite against `store`.
 pub async fn run_all(store: &dyn DatasetStore) {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::rules::{self, Rules};
 use super::{local_check, local_eval};
 use super::{BoxFuture, DatasetStore, LocalAggregateQuery, LocalSelect, StoreError, TableLoad};
-use crate::value::{Row, Schema};
+use consort_model::value::{Row, Schema};
 
 #[derive(Default)]
 struct Table {
