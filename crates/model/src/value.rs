@@ -109,3 +109,49 @@ impl Value {
 
 /// One row: a value per schema column, in schema order.
 pub type Row = Vec<Value>;
+
+/// The one total order on values, which every layer uses (the planner's group keys,
+/// ORDER BY and join keys; the stores' sorted groups): NULL first, then numbers (integers
+/// and floats numerically, `-0.0` equal to `0.0` as in SQL), then booleans (`false <
+/// true`), text (by code point), dates, timestamps. Values of different types order by
+/// type, which never happens within one column. Floats in datasets are finite (ingest
+/// refuses the rest); a NaN, should one arise in arithmetic, sorts by `total_cmp` so the
+/// order stays total.
+pub fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Integer(_) | Value::Float(_) => 1,
+            Value::Boolean(_) => 2,
+            Value::Text(_) => 3,
+            Value::Date(_) => 4,
+            Value::Timestamp(_) => 5,
+        }
+    }
+    fn floats(x: f64, y: f64) -> Ordering {
+        x.partial_cmp(&y).unwrap_or_else(|| x.total_cmp(&y))
+    }
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Float(x), Value::Float(y)) => floats(*x, *y),
+        (Value::Integer(x), Value::Float(y)) => floats(*x as f64, *y),
+        (Value::Float(x), Value::Integer(y)) => floats(*x, *y as f64),
+        (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        (Value::Date(x), Value::Date(y)) => x.cmp(y),
+        (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// [`compare_values`] lexicographically over rows (a shorter prefix first).
+pub fn compare_rows(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = compare_values(x, y);
+        if o.is_ne() {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}

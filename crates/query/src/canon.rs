@@ -6,8 +6,6 @@
 //! (IEEE-754 bits as u64); 3 boolean (one byte); 4 text (string); 5 date (days since
 //! 0001-01-01 as i64 as u64); 6 timestamp (microseconds since the Unix epoch as u64).
 
-use std::cmp::Ordering;
-
 use chrono::{DateTime, Datelike, NaiveDate};
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::DecodeError;
@@ -148,38 +146,6 @@ pub(crate) fn put_predicate(w: &mut Writer, p: &Predicate) {
     }
 }
 
-/// Total order on values used for group keys and ORDER BY: NULL first, then by type, then
-/// by value (floats by `total_cmp`, so the order is total even with NaN).
-pub(crate) fn cmp_values(x: &Value, y: &Value) -> Ordering {
-    fn rank(v: &Value) -> u8 {
-        match v {
-            Value::Null => 0,
-            Value::Boolean(_) => 1,
-            Value::Integer(_) | Value::Float(_) => 2,
-            Value::Text(_) => 3,
-            Value::Date(_) => 4,
-            Value::Timestamp(_) => 5,
-        }
-    }
-    match (x, y) {
-        (Value::Integer(a), Value::Integer(b)) => a.cmp(b),
-        (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
-        (Value::Integer(a), Value::Float(b)) => (*a as f64).total_cmp(b),
-        (Value::Float(a), Value::Integer(b)) => a.total_cmp(&(*b as f64)),
-        (Value::Boolean(a), Value::Boolean(b)) => a.cmp(b),
-        (Value::Text(a), Value::Text(b)) => a.cmp(b),
-        (Value::Date(a), Value::Date(b)) => a.cmp(b),
-        (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
-        _ => rank(x).cmp(&rank(y)),
-    }
-}
-
-pub(crate) fn cmp_rows(x: &[Value], y: &[Value]) -> Ordering {
-    for (a, b) in x.iter().zip(y) {
-        let o = cmp_values(a, b);
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    x.len().cmp(&y.len())
-}
+/// The order of group keys, ORDER BY and join keys: the model's one order on values
+/// (`consort_model::value::compare_values`), which the stores use too.
+pub(crate) use consort_model::value::{compare_rows as cmp_rows, compare_values as cmp_values};

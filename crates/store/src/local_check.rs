@@ -11,8 +11,6 @@
 //! [`MAX_DEPTH`] deep and hold at most [`MAX_LITERALS`] literals. Anything else is a
 //! [`StoreError::InvalidQuery`].
 
-use std::cmp::Ordering;
-
 use chrono::{Datelike, Timelike};
 
 use super::StoreError;
@@ -290,48 +288,7 @@ pub(crate) fn check_select(
     })
 }
 
-/// The order of values every backend agrees on: NULL first, then by value (integers and
-/// floats numerically, `false < true`, text by code point, dates and timestamps
-/// chronologically). Values of different types order by type (never happens in one
-/// column).
-pub(crate) fn compare_values(a: &Value, b: &Value) -> Ordering {
-    use Value::*;
-    match (a, b) {
-        (Null, Null) => Ordering::Equal,
-        (Null, _) => Ordering::Less,
-        (_, Null) => Ordering::Greater,
-        (Integer(x), Integer(y)) => x.cmp(y),
-        (Float(x), Float(y)) => x.partial_cmp(y).unwrap_or_else(|| x.total_cmp(y)),
-        (Integer(x), Float(y)) => (*x as f64).partial_cmp(y).unwrap_or(Ordering::Equal),
-        (Float(x), Integer(y)) => x.partial_cmp(&(*y as f64)).unwrap_or(Ordering::Equal),
-        (Boolean(x), Boolean(y)) => x.cmp(y),
-        (Text(x), Text(y)) => x.cmp(y),
-        (Date(x), Date(y)) => x.cmp(y),
-        (Timestamp(x), Timestamp(y)) => x.cmp(y),
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-fn rank(v: &Value) -> u8 {
-    match v {
-        Value::Null => 0,
-        Value::Integer(_) | Value::Float(_) => 1,
-        Value::Boolean(_) => 2,
-        Value::Text(_) => 3,
-        Value::Date(_) => 4,
-        Value::Timestamp(_) => 5,
-    }
-}
-
-pub(crate) fn compare_rows(a: &[Value], b: &[Value]) -> Ordering {
-    for (x, y) in a.iter().zip(b) {
-        match compare_values(x, y) {
-            Ordering::Equal => {}
-            o => return o,
-        }
-    }
-    a.len().cmp(&b.len())
-}
+pub(crate) use consort_model::value::{compare_rows, compare_values};
 
 /// Sorts aggregate result rows by their first `groups` values (NULL first).
 pub(crate) fn sort_groups(rows: &mut [Row], groups: usize) {
