@@ -25,7 +25,7 @@ use consort_crypto::{Hash, MemberId};
 use consort_data::canonical::{date_to_days, encode_row, timestamp_to_micros, Commitment};
 use consort_data::formats::{create_writer, Format};
 use consort_data::hiding::{
-    leaf_from_opening, open_group, GroupOpening, LeafScratch, RowCommitment, GROUP_ROWS,
+    leaf_from_opening, open_group, GroupOpening, LeafScratch, RowSalter, GROUP_ROWS,
 };
 use consort_data::{Column, Row, Schema, Value};
 use consort_ledger::dataset::{CommitmentScheme, DatasetKind, DatasetRecord};
@@ -294,45 +294,49 @@ pub async fn serve_page(
         authorize(node, &from, &req.dataset, &req.version_tx, &req.columns)?;
     let store = node.queries.store().await.map_err(|e| e.to_string())?;
     let table = table_name(&record.name, record.version);
-    let rows = store
+    let first = req.after_row.map_or(0, |a| a.saturating_add(1));
+    let salter = match record.commitment_scheme {
+        CommitmentScheme::RowHash => None,
+        CommitmentScheme::SaltedColumns => {
+            // Past the last row there is nothing to open: the recipient's last request
+            // finds the end there.
+            if !first.is_multiple_of(GROUP_ROWS as u64) && first < record.row_count {
+                return Err(format!(
+                    "pages of {} start at a multiple of {GROUP_ROWS} rows (its commitment groups rows), not at row {first}",
+                    record.name
+                ));
+            }
+            let key = node.queries.commitment_key().map_err(|e| e.to_string())?;
+            Some(RowSalter::new(key, &record.name, record.version))
+        }
+    };
+    let (numbers, rows): (Vec<u64>, Vec<Row>) = store
         .read_rows(&table, &schema, req.after_row, PAGE_ROWS)
         .await
-        .map_err(|e| format!("reading {}: {e}", record.name))?;
-    let key = node.queries.commitment_key().map_err(|e| e.to_string())?;
-    let salter = match crate::datasets::row_commitment_with(
-        key,
-        record.commitment_scheme,
-        &record.name,
-        record.version,
-    ) {
-        RowCommitment::SaltedColumns(salter) => Some(salter),
-        RowCommitment::RowHash => None,
-    };
-    let positions: Vec<usize> = picked.iter().map(|(_, i)| *i).collect();
-    let first = req.after_row.map_or(0, |a| a.saturating_add(1));
-    // Past the last row there is nothing to open: the recipient's last request finds
-    // the end there.
-    if salter.is_some() && !first.is_multiple_of(GROUP_ROWS as u64) && first < record.row_count {
-        return Err(format!(
-            "pages of {} start at a multiple of {GROUP_ROWS} rows (its commitment groups rows), not at row {first}",
-            record.name
-        ));
-    }
-    let mut scratch = LeafScratch::default();
+        .map_err(|e| format!("reading {}: {e}", record.name))?
+        .into_iter()
+        .unzip();
     let mut page = Page::default();
     if let Some(salter) = &salter {
         // Rows are numbered from 0 without gaps, so a group is a run of rows with the same
         // number / GROUP_ROWS.
-        for group in rows.chunk_by(|(a, _), (b, _)| a / GROUP_ROWS as u64 == b / GROUP_ROWS as u64)
-        {
-            let full: Vec<Row> = group.iter().map(|(_, row)| row.clone()).collect();
-            let number = group[0].0 / GROUP_ROWS as u64;
-            let opening = open_group(salter, number, &full, &positions, &mut scratch);
+        let positions: Vec<usize> = picked.iter().map(|(_, i)| *i).collect();
+        let mut scratch = LeafScratch::default();
+        let mut start = 0;
+        while let Some(&number) = numbers.get(start) {
+            let group = number / GROUP_ROWS as u64;
+            let len = numbers[start..]
+                .iter()
+                .take_while(|n| *n / GROUP_ROWS as u64 == group)
+                .count();
+            let rows = &rows[start..start + len];
+            let opening = open_group(salter, group, rows, &positions, &mut scratch);
             page.openings.push(WireOpening::from(&opening));
+            start += len;
         }
     }
-    for (number, row) in rows {
-        let projected = project(&row, &picked);
+    for (number, row) in numbers.into_iter().zip(&rows) {
+        let projected = project(row, &picked);
         page.rows
             .push((number, projected.iter().map(WireValue::from).collect()));
     }
