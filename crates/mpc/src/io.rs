@@ -20,7 +20,7 @@ use crate::prg::{Prg, Seed};
 use crate::session::{digest, Ring, Session};
 use crate::share::{ArithShares, BitShares, XorShares};
 use crate::transport::{
-    put_u64s, unframe, MsgReader, PartyId, Transport, COMPUTE_PARTIES, TAG_DATA,
+    frame_data, put_u64s, unframe, MsgReader, PartyId, Transport, COMPUTE_PARTIES,
 };
 
 impl Session {
@@ -285,7 +285,7 @@ pub fn provide_input(
     m2.extend_from_slice(s0.as_bytes());
     put_u64s(&mut m2, &x2);
     for (p, mut m) in [(0, m0), (1, m1), (2, m2)] {
-        m.push(TAG_DATA);
+        frame_data(&mut m);
         t.send(p, m)?;
     }
     Ok(())

@@ -10,7 +10,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::error::{MpcError, Result};
 use crate::prg::{agree_keys, PartyKeys, CHUNK};
 use crate::transport::{
-    decode_u64s, frame_abort, put_u64s, unframe, PartyId, Transport, COMPUTE_PARTIES, TAG_DATA,
+    decode_u64s, frame_abort, frame_data, put_u64s, unframe, PartyId, Transport, COMPUTE_PARTIES,
 };
 
 /// Words per message when a reshare streams a long vector (512 KiB).
@@ -192,7 +192,7 @@ impl Session {
         self.check()?;
         self.rounds += 1;
         for (to, mut msg) in sends {
-            msg.push(TAG_DATA);
+            frame_data(&mut msg);
             if let Err(e) = self.t.send(to, msg) {
                 let e = self.explain(to, e);
                 return self.fail(e);
@@ -291,7 +291,7 @@ impl Session {
                 put_u64s(&mut msg, &c[..len]);
                 off += len;
             }
-            msg.push(TAG_DATA);
+            frame_data(&mut msg);
             if let Err(e) = self.t.send(to, msg) {
                 let e = self.explain(to, e);
                 return self.fail(e);

@@ -88,6 +88,24 @@ pub fn unframe(mut m: Vec<u8>, peer: String) -> Result<Vec<u8>> {
     }
 }
 
+/// Marks `msg` as a data message (the one framing every protocol on a session uses).
+pub fn frame_data(msg: &mut Vec<u8>) {
+    msg.push(TAG_DATA);
+}
+
+/// Sends `msg` to `to` as a data message.
+pub fn send_data<T: Transport + ?Sized>(t: &mut T, to: PartyId, mut msg: Vec<u8>) -> Result<()> {
+    frame_data(&mut msg);
+    t.send(to, msg)
+}
+
+/// The next data message from `from`; a peer's abort notice becomes
+/// [`MpcError::Aborted`].
+pub fn recv_data<T: Transport + ?Sized>(t: &mut T, from: PartyId) -> Result<Vec<u8>> {
+    let m = t.recv(from)?;
+    unframe(m, t.peer_name(from))
+}
+
 /// An abort notice carrying `reason`.
 pub fn frame_abort(reason: &str) -> Vec<u8> {
     let mut m = reason.as_bytes().to_vec();

@@ -511,7 +511,7 @@ async fn query_show(State(shared): State<Arc<NodeShared>>, Path(id): Path<String
 }
 
 async fn grants(State(shared): State<Arc<NodeShared>>) -> ApiResult {
-    let now = crate::sequencer::now_ms();
+    let now = shared.clock.now_ms();
     Ok(Json(
         shared
             .chain

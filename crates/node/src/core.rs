@@ -5,7 +5,7 @@
 //! [`crate::node::run`] puts TLS links and the HTTP API around a core; tests can instead wire
 //! several cores together over an in-memory [`crate::transport::MemHub`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use consort_engine::{Action, Engine, Event, RaftMembership, VoterStep};
+
 use crate::chain::{Chain, Committed};
+use crate::clock::{Clock, SystemClock};
 use crate::error::NodeError;
 use crate::peer::PeerHandler;
 use crate::raft::log_store::LogStore;
@@ -70,6 +73,10 @@ pub struct NodeShared {
     pub key: Arc<SecretKey>,
     /// Joint-query bookkeeping.
     pub queries: Arc<crate::query::QueryService>,
+    /// The node's decisions (queries, membership, blocks), taken without I/O.
+    pub engine: std::sync::Mutex<Engine>,
+    /// Time, for the engine's events and the transactions this node signs.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A submitted transaction that was taken in.
@@ -126,6 +133,15 @@ struct Routed {
 }
 
 impl NodeShared {
+    /// Hands `event` to the engine and returns its actions. The engine lock is never held
+    /// across an await.
+    pub fn engine(&self, event: Event<'_>) -> Vec<Action> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .handle(event)
+    }
+
     /// Checks, routes and (with `wait`) awaits a batch, all within [`COMMIT_TIMEOUT`]. Each
     /// transaction gets its own result; failing to reach any leader fails the whole call.
     ///
@@ -426,11 +442,13 @@ impl NodeCore {
             }
         }
 
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let sequencer = Arc::new(Sequencer::new(
             chain.clone(),
             raft.clone(),
             key.clone(),
             transport.clone(),
+            clock.clone(),
         ));
         let shared = Arc::new(NodeShared {
             chain: chain.clone(),
@@ -443,11 +461,17 @@ impl NodeCore {
             links: transport.clone(),
             key,
             queries: crate::query::QueryService::new(),
+            engine: std::sync::Mutex::new(Engine::new(me)),
+            clock,
         });
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(sequencer.run(stop_rx.clone())),
-            tokio::spawn(follow_membership(chain, raft, on_members, stop_rx.clone())),
+            tokio::spawn(follow_membership(
+                shared.clone(),
+                on_members,
+                stop_rx.clone(),
+            )),
             tokio::spawn(crate::query::follow_queries(shared.clone(), stop_rx)),
         ];
         Ok(Self {
@@ -490,79 +514,82 @@ impl NodeCore {
 }
 
 /// Applies ledger membership changes to the front end (through the hook) and, on the
-/// leader, to Raft's voter set.
+/// leader, to Raft's voter set (as the engine decides).
 async fn follow_membership(
-    chain: Arc<Chain>,
-    raft: Raft,
+    node: Arc<NodeShared>,
     on_members: MembersHook,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut changes = chain.subscribe_members();
+    let mut changes = node.chain.subscribe_members();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = changes.changed() => chain.read(|s| on_members(s)),
+            _ = changes.changed() => node.chain.read(|s| on_members(s)),
             _ = tick.tick() => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = reconcile_voters(&chain, &raft).await {
+        if let Err(e) = reconcile_voters(&node).await {
             tracing::warn!("updating the Raft membership: {e}");
         }
     }
 }
 
-/// On the leader, makes Raft's voters equal the ledger's members: a new member first joins
-/// as a learner and is promoted once it has caught up; a removed member is dropped.
-async fn reconcile_voters(chain: &Chain, raft: &Raft) -> Result<(), NodeError> {
+/// Raft's view of the membership, as the engine reads it.
+fn raft_membership(raft: &Raft) -> RaftMembership {
     let metrics = raft.metrics().borrow().clone();
-    if metrics.state != ServerState::Leader {
+    let membership = metrics.membership_config.membership();
+    RaftMembership {
+        leading: metrics.state == ServerState::Leader,
+        voters: membership.voter_ids().collect(),
+        known: membership.nodes().map(|(id, _)| *id).collect(),
+        matched: metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|(id, log)| log.as_ref().map(|l| (*id, l.index)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        last_log: metrics.last_log_index.unwrap_or(0),
+    }
+}
+
+/// Carries out the engine's membership steps (`consort_engine::membership`).
+async fn reconcile_voters(node: &NodeShared) -> Result<(), NodeError> {
+    let raft = raft_membership(&node.raft);
+    if !raft.leading {
         return Ok(());
     }
-    let wanted: BTreeMap<NodeId, String> = chain.read(|s| {
+    let members: BTreeMap<NodeId, String> = node.chain.read(|s| {
         s.members()
             .iter()
             .map(|(id, m)| (id.raft_node_id(), m.peer_addr.clone()))
             .collect()
     });
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
-    let wanted_ids: BTreeSet<NodeId> = wanted.keys().copied().collect();
-    if voters == wanted_ids && known == wanted_ids {
-        return Ok(());
-    }
-    let last_log = metrics.last_log_index.unwrap_or(0);
-    let mut lagging = false;
-    for (id, addr) in &wanted {
-        if !known.contains(id) {
-            raft.add_learner(*id, BasicNode::new(addr), false)
-                .await
-                .map_err(raft_err)?;
-            lagging = true;
-            continue;
-        }
-        if !voters.contains(id) {
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|l| l.index)
-                .unwrap_or(0);
-            // Promote only a learner that holds (nearly) the whole log, so the new quorum
-            // can commit at once.
-            if matched + 8 < last_log {
-                lagging = true;
+    let actions = node.engine(Event::Membership {
+        raft: &raft,
+        members: &members,
+    });
+    for action in actions {
+        match action {
+            Action::Voters(VoterStep::AddLearner { node: id, addr }) => {
+                node.raft
+                    .add_learner(id, BasicNode::new(&addr), false)
+                    .await
+                    .map_err(raft_err)?;
             }
+            Action::Voters(VoterStep::ChangeVoters(voters)) => {
+                node.raft
+                    .change_membership(voters, false)
+                    .await
+                    .map_err(raft_err)?;
+            }
+            _ => {}
         }
     }
-    if lagging {
-        return Ok(());
-    }
-    raft.change_membership(wanted_ids, false)
-        .await
-        .map_err(raft_err)?;
     Ok(())
 }

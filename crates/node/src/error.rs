@@ -14,6 +14,16 @@ pub enum NodeError {
     Data(#[from] consort_data::DataError),
     #[error(transparent)]
     Store(#[from] consort_store::StoreError),
+    /// A joint query's planning, protocol or attestation failed.
+    #[error(transparent)]
+    Query(#[from] consort_query::QueryError),
+    /// The member's own database failed at a named step.
+    #[error("{context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: consort_store::StoreError,
+    },
     #[error("{0}")]
     Config(String),
     #[error("{context}: {source}")]
@@ -51,6 +61,10 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    pub fn database(context: &'static str) -> impl FnOnce(consort_store::StoreError) -> Self {
+        move |source| Self::Database { context, source }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),

@@ -17,6 +17,7 @@ pub mod api;
 pub mod block_store;
 pub mod chain;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod datasets;

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use consort_crypto::{MemberId, SecretKey};
 use consort_ledger::{InvalidCode, LedgerState, Transaction};
@@ -23,7 +23,10 @@ use openraft::ServerState;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use consort_engine::builder::{self, BuilderStep, BuilderView};
+
 use crate::chain::Chain;
+use crate::clock::Clock;
 use crate::error::NodeError;
 use crate::peer::PeerError;
 use crate::raft::network::{
@@ -32,9 +35,8 @@ use crate::raft::network::{
 use crate::raft::{BlockEntry, NodeId, Raft};
 use crate::transport::Transport;
 
-/// The most transactions one block holds; keeps a block (and an AppendEntries batch of
-/// [`crate::raft::MAX_PAYLOAD_ENTRIES`] blocks) far below the peer frame limit.
-pub const MAX_BLOCK_TXS: usize = 4096;
+pub use crate::clock::now_ms;
+pub use consort_engine::builder::MAX_BLOCK_TXS;
 
 /// How long a node that lost leadership keeps trying to hand its queued transactions on.
 pub const LEADER_WAIT: Duration = Duration::from_secs(3);
@@ -55,13 +57,7 @@ pub struct Sequencer {
     transport: Arc<dyn Transport>,
     mempool: Mutex<Vec<Transaction>>,
     wake: Notify,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    clock: Arc<dyn Clock>,
 }
 
 impl Sequencer {
@@ -70,6 +66,7 @@ impl Sequencer {
         raft: Raft,
         key: Arc<SecretKey>,
         transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let me = key.member_id().raft_node_id();
         Self {
@@ -80,6 +77,7 @@ impl Sequencer {
             transport,
             mempool: Mutex::new(Vec::new()),
             wake: Notify::new(),
+            clock,
         }
     }
 
@@ -390,17 +388,25 @@ impl Sequencer {
         m.state == ServerState::Leader && m.current_leader == Some(self.me)
     }
 
-    /// True when this node leads and has applied its whole log, so a block built on its
-    /// state extends the chain every node will have.
-    fn ready_to_build(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        m.state == ServerState::Leader
-            && m.current_leader == Some(self.me)
-            && m.last_applied.map(|l| l.index) == m.last_log_index
+    /// What the builder sees now (`consort_engine::builder`).
+    fn builder_view(&self) -> BuilderView {
+        let (leading, applied_whole_log) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (
+                m.state == ServerState::Leader && m.current_leader == Some(self.me),
+                m.last_applied.map(|l| l.index) == m.last_log_index,
+            )
+        };
+        BuilderView {
+            leading,
+            applied_whole_log,
+            halted: self.chain.halted().is_some(),
+            pending: self.mempool.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        }
     }
 
-    /// The builder loop; returns when `shutdown` fires.
+    /// The builder loop; returns when `shutdown` fires. The engine decides each step.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut last_timestamp = 0u64;
         loop {
@@ -412,18 +418,17 @@ impl Sequencer {
             if *shutdown.borrow() {
                 return;
             }
-            if self.chain.halted().is_some() {
-                continue;
-            }
-            if !self.ready_to_build() {
-                if !self.is_leader() {
+            let take = match builder::step(&self.builder_view()) {
+                BuilderStep::Wait => continue,
+                BuilderStep::HandOver => {
                     self.hand_over_mempool().await;
+                    continue;
                 }
-                continue;
-            }
+                BuilderStep::Build { take } => take,
+            };
             let batch: Vec<Transaction> = {
                 let mut pool = self.mempool.lock().unwrap_or_else(|p| p.into_inner());
-                let take = pool.len().min(MAX_BLOCK_TXS);
+                let take = take.min(pool.len());
                 pool.drain(..take).collect()
             };
             let batch = self
@@ -432,7 +437,7 @@ impl Sequencer {
             if batch.is_empty() {
                 continue;
             }
-            last_timestamp = now_ms().max(last_timestamp);
+            last_timestamp = builder::block_timestamp(self.clock.now_ms(), last_timestamp);
             let checked = vec![true; batch.len()];
             let key = self.key.clone();
             let block = self

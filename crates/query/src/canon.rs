@@ -2,65 +2,15 @@
 //! result-table hash and the query protocol's public messages. Built on
 //! `consort_crypto::encoding` (big-endian fixed width, u32-length-prefixed strings).
 //!
-//! A value is one tag byte then its payload: 0 NULL; 1 integer (i64 as u64); 2 float
-//! (IEEE-754 bits as u64); 3 boolean (one byte); 4 text (string); 5 date (days since
-//! 0001-01-01 as i64 as u64); 6 timestamp (microseconds since the Unix epoch as u64).
+//! A value is encoded as the data model's one canonical value encoding
+//! (`consort_model::canonical`, FORMAT.md §2): the encoding dataset commitments use.
 
-use chrono::{DateTime, Datelike, NaiveDate};
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::DecodeError;
 use consort_model::local_query::{CmpOp, Predicate};
 use consort_model::Value;
 
-pub(crate) fn put_value(w: &mut Writer, v: &Value) {
-    match v {
-        Value::Null => {
-            w.u8(0);
-        }
-        Value::Integer(i) => {
-            w.u8(1).u64(*i as u64);
-        }
-        Value::Float(f) => {
-            w.u8(2).u64(f.to_bits());
-        }
-        Value::Boolean(b) => {
-            w.u8(3).bool(*b);
-        }
-        Value::Text(s) => {
-            w.u8(4).string(s);
-        }
-        Value::Date(d) => {
-            w.u8(5).u64(i64::from(d.num_days_from_ce()) as u64);
-        }
-        Value::Timestamp(t) => {
-            w.u8(6).u64(t.timestamp_micros() as u64);
-        }
-    }
-}
-
-pub(crate) fn get_value(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
-    Ok(match r.u8()? {
-        0 => Value::Null,
-        1 => Value::Integer(r.u64()? as i64),
-        2 => Value::Float(f64::from_bits(r.u64()?)),
-        3 => Value::Boolean(r.bool()?),
-        4 => Value::Text(r.string()?.into()),
-        5 => {
-            let days = r.u64()? as i64;
-            let d = i32::try_from(days)
-                .ok()
-                .and_then(NaiveDate::from_num_days_from_ce_opt)
-                .ok_or_else(|| r.error("date out of range"))?;
-            Value::Date(d)
-        }
-        6 => {
-            let t = DateTime::from_timestamp_micros(r.u64()? as i64)
-                .ok_or_else(|| r.error("timestamp out of range"))?;
-            Value::Timestamp(t)
-        }
-        t => return Err(r.error(format!("unknown value tag {t}"))),
-    })
-}
+pub(crate) use consort_model::canonical::{read_value as get_value, write_value as put_value};
 
 pub(crate) fn put_row(w: &mut Writer, row: &[Value]) {
     w.length_prefix(row.len());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use consort_crypto::{hash_domain, Hash, MemberId};
 use consort_model::Row;
-use consort_mpc::transport::{frame_abort, unframe, PartyId, Transport, TAG_DATA};
+use consort_mpc::transport::{frame_abort, frame_data, unframe, PartyId, Transport};
 use consort_mpc::{MpcError, Session};
 use rand_core::{CryptoRng, RngCore};
 
@@ -179,7 +179,7 @@ impl Net {
         lock(&self.t).peer_name(p)
     }
     pub fn send(&self, to: PartyId, mut msg: Vec<u8>) -> Result<(), QueryError> {
-        msg.push(TAG_DATA);
+        frame_data(&mut msg);
         Ok(lock(&self.t).send(to, msg)?)
     }
     pub fn recv(&self, from: PartyId) -> Result<Vec<u8>, QueryError> {

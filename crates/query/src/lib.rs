@@ -22,6 +22,7 @@
 //!   `exec_join_align`); `canon` is the canonical byte encoding shared by hashes and
 //!   public messages.
 
+pub mod attest;
 pub mod bounds;
 mod canon;
 pub mod error;
@@ -39,6 +40,7 @@ pub mod plan;
 pub mod policy;
 pub mod table;
 
+pub use attest::{cosign, result_payload, session_min_group_size, Attestation};
 pub use error::QueryError;
 pub use exec::{run_party, LocalInput, PartyOutcome, Roles};
 pub use plan::{

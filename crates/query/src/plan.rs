@@ -285,7 +285,7 @@ impl Plan {
 
     /// Domain-separated BLAKE3 of the canonical encoding of the whole plan.
     pub fn hash(&self) -> Hash {
-        hash_domain("consort/plan/v1", &[&self.canonical_bytes()])
+        hash_domain("consort/plan/v2", &[&self.canonical_bytes()])
     }
 
     /// The canonical encoding hashed by [`Plan::hash`] (crypto `Writer` conventions).

@@ -1,6 +1,6 @@
 //! The table revealed to the requester and its attested hash.
 //!
-//! `hash()` = `hash_domain("consort/result/v1", [encoding])` where the encoding (crypto
+//! `hash()` = `hash_domain("consort/result/v2", [encoding])` where the encoding (crypto
 //! `Writer` conventions: big-endian, u32 length prefixes) is: the list of column names
 //! (u32 count, then u32 length + UTF-8 each), `suppressed_groups` as u64, then the rows
 //! (u32 count; each row a u32 count of values, each value as in `canon`: a tag byte
@@ -38,7 +38,7 @@ impl ResultTable {
 
     /// Domain-separated BLAKE3 of [`ResultTable::canonical_bytes`].
     pub fn hash(&self) -> Hash {
-        hash_domain("consort/result/v1", &[&self.canonical_bytes()])
+        hash_domain("consort/result/v2", &[&self.canonical_bytes()])
     }
 }
 

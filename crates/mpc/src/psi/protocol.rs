@@ -26,7 +26,7 @@ use super::keys::{KeySet, HASH_DOMAIN, NO_KEY};
 use super::{PsiKey, PsiMode, PsiOutput, RevealTo};
 use crate::error::{MpcError, Result};
 use crate::transport::{
-    encode_u64s, frame_abort, unframe, MsgReader, PartyId, Transport, TAG_DATA,
+    encode_u64s, frame_abort, frame_data, unframe, MsgReader, PartyId, Transport,
 };
 
 /// Largest number of points (or counts) in one message: 2 MiB of points, so that sets of
@@ -172,7 +172,7 @@ struct Link<'a> {
 
 impl Link<'_> {
     fn send(&mut self, mut msg: Vec<u8>) -> Result<()> {
-        msg.push(TAG_DATA);
+        frame_data(&mut msg);
         self.t.send(self.peer, msg).map_err(|e| self.explain(e))
     }
 

@@ -217,7 +217,7 @@ fn authorize(
     columns: &[String],
 ) -> Result<(DatasetRecord, Schema, Picked), String> {
     let me = node.me;
-    let now = crate::sequencer::now_ms();
+    let now = node.clock.now_ms();
     node.chain.read(|state| {
         let entry = state
             .dataset(&me, dataset)

@@ -307,7 +307,7 @@ pub async fn add(
             "{}-v{}-{}.ndjson",
             request.name,
             ctx.version,
-            crate::sequencer::now_ms()
+            crate::clock::now_ms()
         )),
         commitment: row_commitment(dir, ctx.scheme, &request.name, ctx.version)?,
     };

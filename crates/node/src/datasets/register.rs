@@ -59,7 +59,7 @@ pub(super) async fn register(
         &key,
         &genesis.chain_id(),
         rand::random(),
-        crate::sequencer::now_ms(),
+        crate::clock::now_ms(),
     );
     let id = tx.id();
     let (name, table) = (&record.name, &ctx.table);

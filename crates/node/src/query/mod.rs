@@ -14,31 +14,30 @@ mod owner;
 mod session;
 mod views;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use consort_crypto::{hash_domain, Hash, MemberId};
+use consort_crypto::{Hash, MemberId};
 use consort_ledger::policy::{QueryOutcome, QueryRequest, QueryResult};
-use consort_ledger::{LedgerState, Transaction, TxPayload};
-use consort_query::{Catalog, ResultTable};
+use consort_ledger::{Transaction, TxPayload};
+use consort_query::ResultTable;
 use consort_store::{open_store, DatasetStore};
 use tokio::sync::watch;
 
 pub use views::{grants_json, queries_json, query_json};
 
 use crate::chain::Committed;
+use consort_engine::queries::QueryAction;
+use consort_engine::requester::{self, Deadlines, Progress};
+use consort_engine::{Action, Event};
+
 use crate::core::{NodeShared, Refusal, Submitted};
 use crate::error::NodeError;
 
 /// How long the requester waits for every owner's decision.
 pub const DECISION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on any one wait for a peer inside a query's MPC session.
-pub const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Extra patience per row of the joined datasets while the owners run their PSI (which
-/// costs about 70 µs of one core per row and owner).
-pub const PSI_WAIT_PER_ROW: Duration = Duration::from_micros(200);
+pub use consort_engine::queries::{PSI_WAIT_PER_ROW, SESSION_TIMEOUT};
 /// How long a submission keeps retrying while no leader can be reached.
 const ROUTE_RETRY: Duration = Duration::from_secs(15);
 /// How long a peer has to answer the liveness ping when compute nodes are chosen.
@@ -53,8 +52,6 @@ pub struct QueryService {
     /// The member's commitment secret, to open its salted datasets (`dataset fetch`).
     commitment_key: OnceLock<zeroize::Zeroizing<[u8; 32]>>,
     store: tokio::sync::OnceCell<Arc<dyn DatasetStore>>,
-    decided: Mutex<HashSet<Hash>>,
-    joined: Mutex<HashSet<Hash>>,
     answers: Mutex<HashMap<Hash, Result<ResultTable, String>>>,
     answered: watch::Sender<u64>,
 }
@@ -91,10 +88,6 @@ impl QueryService {
             .cloned()
     }
 
-    fn first_time(set: &Mutex<HashSet<Hash>>, id: Hash) -> bool {
-        set.lock().map(|mut s| s.insert(id)).unwrap_or(false)
-    }
-
     fn record_answer(&self, id: Hash, answer: Result<ResultTable, String>) {
         if let Ok(mut answers) = self.answers.lock() {
             answers.insert(id, answer);
@@ -102,22 +95,16 @@ impl QueryService {
         self.answered.send_modify(|n| *n += 1);
     }
 
+    fn has_answer(&self, id: &Hash) -> bool {
+        self.answers.lock().is_ok_and(|a| a.contains_key(id))
+    }
+
     fn take_answer(&self, id: &Hash) -> Option<Result<ResultTable, String>> {
         self.answers.lock().ok().and_then(|mut a| a.remove(id))
     }
 }
 
-/// The catalog the planner sees: the members and every dataset on the ledger.
-pub fn catalog(state: &LedgerState) -> Catalog {
-    Catalog {
-        members: state
-            .members()
-            .iter()
-            .map(|(id, m)| (*id, m.name.clone()))
-            .collect(),
-        datasets: state.datasets().values().cloned().collect(),
-    }
-}
+pub use consort_engine::{catalog, choose_compute};
 
 /// The session of a query's MPC run: the first 16 bytes of the query id.
 fn session_of(query: &Hash) -> crate::mpc::SessionId {
@@ -137,7 +124,7 @@ pub(crate) async fn submit_payload(
         &node.key,
         &chain_id,
         rand::random(),
-        crate::sequencer::now_ms(),
+        node.clock.now_ms(),
     );
     submit_tx(node, tx).await
 }
@@ -217,19 +204,6 @@ async fn live_members(node: &NodeShared) -> Vec<MemberId> {
         .collect()
 }
 
-/// Three compute nodes chosen deterministically from the live members: ordered by
-/// `hash_domain("consort/compute/v1", [plan_hash, member id])`, so the choice spreads
-/// over members and anyone can recompute it from the request.
-pub fn choose_compute(plan_hash: &Hash, live: &[MemberId]) -> Option<Vec<MemberId>> {
-    let mut ranked: Vec<(Hash, MemberId)> = live
-        .iter()
-        .map(|m| (hash_domain("consort/compute/v1", &[&plan_hash.0, &m.0]), *m))
-        .collect();
-    ranked.sort();
-    ranked.dedup_by(|a, b| a.1 == b.1);
-    (ranked.len() >= 3).then(|| ranked.into_iter().take(3).map(|(_, m)| m).collect())
-}
-
 /// What the requester gets back.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QueryAnswer {
@@ -248,7 +222,8 @@ pub struct LedgerRefs {
 }
 
 /// Plans `sql`, records the request, and waits for the answer (or the recorded failure).
-/// Errors in the SQL or the catalog are returned before anything is recorded.
+/// Errors in the SQL or the catalog are returned before anything is recorded. The plan is
+/// handed to the engine, so this node does not plan the request again when it joins.
 pub async fn run_query(
     node: &Arc<NodeShared>,
     sql: &str,
@@ -258,6 +233,7 @@ pub async fn run_query(
         .chain
         .read(|s| consort_query::plan(sql, &catalog(s)))
         .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+    let plan = Arc::new(plan);
     let plan_hash = plan.hash();
     let live = live_members(node).await;
     let compute = choose_compute(&plan_hash, &live).ok_or_else(|| {
@@ -272,66 +248,70 @@ pub async fn run_query(
         datasets: plan.datasets.clone(),
         compute,
     };
-    let owners = request.owners();
+    node.engine(Event::Planned(plan));
     let committed = submit_payload(node, TxPayload::QueryRequest(request)).await?;
     let query = committed.tx_id;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let decided_by = tokio::time::Instant::now() + DECISION_TIMEOUT.min(timeout);
+    let started = node.clock.now_ms();
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let deadlines = Deadlines {
+        decisions_ms: started.saturating_add(millis(DECISION_TIMEOUT.min(timeout))),
+        answer_ms: started.saturating_add(millis(timeout)),
+    };
     let mut heights = node.chain.subscribe_height();
     let mut answered = node.queries.answered.subscribe();
     loop {
-        let (decisions, result) = node.chain.read(|s| {
+        let answer_here = node.queries.has_answer(&query);
+        let now = node.clock.now_ms();
+        let step = node.chain.read(|s| {
             s.query(&query)
-                .map(|q| (q.decisions.clone(), q.result.clone()))
-                .unwrap_or_default()
+                .map(|entry| requester::progress(entry, answer_here, now, deadlines))
         });
-        if let Some((result, _)) = &result {
-            if let QueryOutcome::Failed { reason } = &result.outcome {
+        let step = step.ok_or_else(|| NodeError::Internal(format!("query {query} vanished")))?;
+        match step {
+            Progress::Failed { reason } => {
                 return Err(NodeError::PeersFailed(format!(
                     "query {query} failed: {reason}"
                 )));
             }
-        }
-        if let Some((member, decision, _)) = decisions.iter().find(|d| !d.1.approve) {
-            let name = member_name(node, member);
-            let reason = format!("refused by {name}: {}", decision.reason);
-            record_failure(node, query, reason.clone()).await;
-            return Err(NodeError::Forbidden(format!("query {query} {reason}")));
-        }
-        if let Some(answer) = node.queries.take_answer(&query) {
-            match answer {
-                Ok(table) => return finish(node, query, table, deadline).await,
-                Err(reason) => {
+            Progress::Refused { by, reason } => {
+                let reason = format!("refused by {}: {reason}", member_name(node, &by));
+                record_failure(node, query, reason.clone()).await;
+                return Err(NodeError::Forbidden(format!("query {query} {reason}")));
+            }
+            Progress::Collect => match node.queries.take_answer(&query) {
+                Some(Ok(table)) => {
+                    let deadline = tokio::time::Instant::now()
+                        + Duration::from_millis(deadlines.answer_ms.saturating_sub(now));
+                    return finish(node, query, table, deadline).await;
+                }
+                Some(Err(reason)) => {
                     record_failure(node, query, reason.clone()).await;
                     return Err(NodeError::PeersFailed(format!(
                         "query {query} failed: {reason}"
                     )));
                 }
+                None => continue,
+            },
+            Progress::DecisionsMissing { missing } => {
+                let missing: Vec<String> = missing.iter().map(|m| member_name(node, m)).collect();
+                let reason = format!(
+                    "no decision from {} within {} s (is its node up?)",
+                    missing.join(", "),
+                    DECISION_TIMEOUT.as_secs()
+                );
+                record_failure(node, query, reason.clone()).await;
+                return Err(NodeError::TimedOut(format!(
+                    "query {query} failed: {reason}"
+                )));
             }
-        }
-        let now = tokio::time::Instant::now();
-        if decisions.len() < owners.len() && now >= decided_by {
-            let missing: Vec<String> = owners
-                .iter()
-                .filter(|o| !decisions.iter().any(|d| d.0 == **o))
-                .map(|o| member_name(node, o))
-                .collect();
-            let reason = format!(
-                "no decision from {} within {} s (is its node up?)",
-                missing.join(", "),
-                DECISION_TIMEOUT.as_secs()
-            );
-            record_failure(node, query, reason.clone()).await;
-            return Err(NodeError::TimedOut(format!(
-                "query {query} failed: {reason}"
-            )));
-        }
-        if now >= deadline {
-            let reason = format!("no answer within {} s", timeout.as_secs());
-            record_failure(node, query, reason.clone()).await;
-            return Err(NodeError::TimedOut(format!(
-                "query {query} failed: {reason}"
-            )));
+            Progress::OutOfTime => {
+                let reason = format!("no answer within {} s", timeout.as_secs());
+                record_failure(node, query, reason.clone()).await;
+                return Err(NodeError::TimedOut(format!(
+                    "query {query} failed: {reason}"
+                )));
+            }
+            Progress::Wait => {}
         }
         tokio::select! {
             _ = heights.changed() => {}
@@ -395,11 +375,20 @@ fn member_name(node: &NodeShared, id: &MemberId) -> String {
     node.chain.read(|s| views::name_of(s, id))
 }
 
-/// Follows the ledger and plays this node's parts in every open query.
+/// Follows the ledger and plays this node's parts in every open query: each block (and a
+/// tick each second) goes to the engine, and its actions are carried out here.
 pub async fn follow_queries(node: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
     let mut heights = node.chain.subscribe_height();
     loop {
-        step(&node);
+        let now_ms = node.clock.now_ms();
+        let actions = node
+            .chain
+            .read(|state| node.engine(Event::Ledger { state, now_ms }));
+        for action in actions {
+            if let Action::Query(action) = action {
+                carry_out(&node, action);
+            }
+        }
         tokio::select! {
             _ = heights.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -411,41 +400,25 @@ pub async fn follow_queries(node: Arc<NodeShared>, mut stop: watch::Receiver<boo
     }
 }
 
-fn step(node: &Arc<NodeShared>) {
-    let me = node.me;
-    let (to_decide, to_join) = node.chain.read(|s| {
-        let mut to_decide = Vec::new();
-        let mut to_join = Vec::new();
-        for (id, entry) in s.queries() {
-            if entry.result.is_some() {
-                continue;
-            }
-            let owners = entry.request.owners();
-            if owners.contains(&me) && !entry.decisions.iter().any(|d| d.0 == me) {
-                to_decide.push(entry.clone());
-            }
-            let all_approved = owners
-                .iter()
-                .all(|o| entry.decisions.iter().any(|d| d.0 == *o && d.1.approve));
-            let involved = owners.contains(&me)
-                || entry.request.compute.contains(&me)
-                || entry.requester == me;
-            if all_approved && involved {
-                to_join.push((*id, entry.clone()));
-            }
-        }
-        (to_decide, to_join)
-    });
-    for entry in to_decide {
-        if QueryService::first_time(&node.queries.decided, entry.id) {
+fn carry_out(node: &Arc<NodeShared>, action: QueryAction) {
+    match action {
+        QueryAction::Decide(decision) => {
             let node = node.clone();
-            tokio::spawn(async move { owner::decide(&node, entry).await });
+            tokio::spawn(async move { owner::record(&node, decision).await });
         }
-    }
-    for (id, entry) in to_join {
-        if QueryService::first_time(&node.queries.joined, id) {
+        QueryAction::Join(start) => {
             let node = node.clone();
-            tokio::spawn(async move { session::join(node, entry).await });
+            tokio::spawn(async move { session::join(node, *start).await });
+        }
+        QueryAction::CannotJoin {
+            query,
+            reason,
+            requester,
+        } => {
+            tracing::warn!("query {query}: {reason}");
+            if requester {
+                node.queries.record_answer(query, Err(reason));
+            }
         }
     }
 }
