@@ -56,7 +56,7 @@ async fn main() -> Result<()> {
         }],
         compute,
     };
-    let tx = consort_cli::commands::sign_for(&dir, TxPayload::QueryRequest(request))?;
+    let tx = consort_demo::ledger::sign_for(&dir, TxPayload::QueryRequest(request))?;
     let answer = client.submit(&tx, true).await?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())

@@ -414,3 +414,71 @@ pub struct BenchLedgerArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+// The benchmarks take plain options; clap's structs stay here.
+
+impl From<BenchLedgerArgs> for consort_bench::ledger::Options {
+    fn from(a: BenchLedgerArgs) -> Self {
+        Self {
+            nodes: a.nodes,
+            txs: a.txs,
+            clients: a.clients,
+            batch: a.batch,
+            json: a.json,
+        }
+    }
+}
+
+impl From<BenchIngestArgs> for consort_bench::ingest::Options {
+    fn from(a: BenchIngestArgs) -> Self {
+        Self {
+            rows: a.rows,
+            stages: a.stages,
+            runs: a.runs,
+            row_hash: a.row_hash,
+            json: a.json,
+        }
+    }
+}
+
+impl From<BenchMpcArgs> for consort_bench::mpc::Options {
+    fn from(a: BenchMpcArgs) -> Self {
+        Self {
+            op: a.op,
+            n: a.n,
+            timeout: a.timeout,
+            json: a.json,
+        }
+    }
+}
+
+impl From<BenchQueryArgs> for consort_bench::query::Options {
+    fn from(a: BenchQueryArgs) -> Self {
+        Self {
+            rows: a.rows,
+            join: a.join,
+            runs: a.runs,
+            json: a.json,
+        }
+    }
+}
+
+impl From<BenchPsiArgs> for consort_bench::psi::Options {
+    fn from(a: BenchPsiArgs) -> Self {
+        Self {
+            n: a.n,
+            timeout: a.timeout,
+            json: a.json,
+        }
+    }
+}
+
+impl From<BenchPlanArgs> for consort_bench::plan::Options {
+    fn from(a: BenchPlanArgs) -> Self {
+        Self {
+            iterations: a.iterations,
+            runs: a.runs,
+            json: a.json,
+        }
+    }
+}

@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use consort_ledger::{
-    Genesis, InclusionProof, Notarization, NotarizedFile, Transaction, TxPayload,
-};
+use consort_demo::ledger::{sign_for, verify_export_bytes};
+use consort_demo::output::print_json;
+use consort_ledger::{Genesis, InclusionProof, Notarization, NotarizedFile, TxPayload};
 use consort_node::client::ApiClient;
 use consort_node::config::{read_genesis, MemberCard, MemberDir};
 use serde_json::{json, Value};
 
-use crate::args::{Cli, Command, ConsortiumCommand, LedgerCommand, NodeCommand};
+use crate::args::{BenchCommand, Cli, Command, ConsortiumCommand, LedgerCommand, NodeCommand};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let dir = cli.dir.clone();
@@ -75,30 +75,26 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::QueryShow { id, json } => {
             crate::query::query_show(&need_dir(dir)?, &id, json).await
         }
-        Command::Demo { json, keep_running } => crate::demo::run(dir, json, keep_running).await,
-        Command::Bench(crate::args::BenchCommand::Ledger(args)) => crate::bench::ledger(args).await,
-        Command::Bench(crate::args::BenchCommand::Ingest(args)) => {
-            crate::bench_ingest::run(args).await
+        Command::Demo { json, keep_running } => {
+            let options = consort_demo::DemoOptions {
+                dir,
+                json,
+                keep_running,
+            };
+            consort_demo::run(options, shutdown_signal()).await
         }
-        Command::Bench(crate::args::BenchCommand::Mpc(args)) => crate::bench_mpc::run(args).await,
-        Command::Bench(crate::args::BenchCommand::Psi(args)) => crate::bench_psi::run(args).await,
-        Command::Bench(crate::args::BenchCommand::Plan(args)) => crate::bench_plan::run(args),
-        Command::Bench(crate::args::BenchCommand::Query(args)) => {
-            crate::bench_query::run(args).await
-        }
+        Command::Bench(BenchCommand::Ledger(args)) => consort_bench::ledger::run(args.into()).await,
+        Command::Bench(BenchCommand::Ingest(args)) => consort_bench::ingest::run(args.into()).await,
+        Command::Bench(BenchCommand::Mpc(args)) => consort_bench::mpc::run(args.into()).await,
+        Command::Bench(BenchCommand::Psi(args)) => consort_bench::psi::run(args.into()).await,
+        Command::Bench(BenchCommand::Plan(args)) => consort_bench::plan::run(args.into()),
+        Command::Bench(BenchCommand::Query(args)) => consort_bench::query::run(args.into()).await,
     }
 }
 
 fn need_dir(dir: Option<PathBuf>) -> Result<MemberDir> {
     dir.map(MemberDir::new)
         .ok_or_else(|| anyhow!("no member directory: pass --dir DIR or set CONSORT_DIR"))
-}
-
-pub fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
 }
 
 fn init(
@@ -130,7 +126,7 @@ fn consortium_create(out: &Path, name: &str, cards: &[PathBuf]) -> Result<i32> {
         .collect::<Result<Vec<_>, _>>()?;
     let genesis = Genesis {
         consortium: name.to_string(),
-        created_ms: consort_node::sequencer::now_ms(),
+        created_ms: consort_node::clock::now_ms(),
         members,
         rules_version: consort_ledger::rules_limits::LATEST_RULES,
     };
@@ -170,20 +166,6 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// Builds a signed transaction for the member of `dir`.
-pub fn sign_for(dir: &MemberDir, payload: TxPayload) -> Result<Transaction> {
-    let key = dir.load_key()?;
-    let genesis = read_genesis(&dir.genesis_path())
-        .context("this member has no genesis yet: start its node once with `consort node run`")?;
-    Ok(Transaction::sign(
-        payload,
-        &key,
-        &genesis.chain_id(),
-        rand::random(),
-        consort_node::sequencer::now_ms(),
-    ))
 }
 
 async fn notarize(
@@ -297,18 +279,6 @@ async fn ledger(dir: Option<PathBuf>, cmd: LedgerCommand) -> Result<i32> {
             println!("wrote inclusion proof of {txid} to {}", out.display());
             Ok(0)
         }
-    }
-}
-
-pub fn verify_export_bytes(
-    bytes: &[u8],
-) -> Result<consort_ledger::VerifyReport, consort_ledger::VerifyFailure> {
-    match consort_ledger::read_export(bytes) {
-        Ok(blocks) => consort_ledger::verify_chain(blocks.into_iter().map(Ok)),
-        Err(e) => Err(consort_ledger::VerifyFailure {
-            height: 0,
-            reason: format!("unreadable export: {e}"),
-        }),
     }
 }
 

@@ -4,13 +4,13 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use consort_demo::output::print_json;
 use consort_node::config::MemberDir;
 use consort_node::datasets::{self, AddRequest, AddSummary, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::args::{DatasetCommand, DatasetInput};
-use crate::commands::print_json;
 
 /// A bar over the input bytes that appears only on a terminal, and only once the work has
 /// taken more than a moment.

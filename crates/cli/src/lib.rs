@@ -1,38 +1,27 @@
-//! The consort command-line tool: argument parsing ([`args`]), the commands that talk to a
-//! node through its API ([`commands`]), local multi-node clusters for the demo, benchmarks
-//! and tests ([`cluster`]), `consort demo` ([`demo`]) and `consort bench` ([`bench`],
-//! [`bench_mpc`]).
+//! The consort command-line tool: argument parsing ([`args`]), dispatch and the commands
+//! that talk to a member's node through its API or read files ([`commands`], [`dataset`],
+//! [`member`], [`query`]), with human or JSON output. `consort demo` and the local clusters
+//! are `consort-demo`'s, `consort bench` is `consort-bench`'s; this crate only turns their
+//! arguments into options.
 
-/// Every `println!` of this crate goes through [`output::line`], which ends the command
-/// quietly when standard output is a closed pipe (`consort queries | head -1`) where the
-/// standard macro would panic. Defined before the modules so that it shadows the prelude's
-/// macro in all of them.
+/// Every `println!` of this crate goes through [`consort_demo::output::line`], which ends
+/// the command quietly when standard output is a closed pipe (`consort queries | head -1`)
+/// where the standard macro would panic. Defined before the modules so that it shadows the
+/// prelude's macro in all of them.
 macro_rules! println {
     () => {
-        $crate::output::line(format_args!(""))
+        consort_demo::output::line(format_args!(""))
     };
     ($($arg:tt)*) => {
-        $crate::output::line(format_args!($($arg)*))
+        consort_demo::output::line(format_args!($($arg)*))
     };
 }
 
 pub mod args;
-pub mod bench;
-pub mod bench_ingest;
-pub mod bench_join;
-pub mod bench_mpc;
-pub mod bench_plan;
-pub mod bench_psi;
-pub mod bench_query;
-pub mod cluster;
 pub mod commands;
 pub mod dataset;
-pub mod demo;
-pub mod demo_queries;
 pub mod member;
-pub mod output;
 pub mod query;
-pub mod visits;
 
 use clap::Parser;
 

@@ -5,13 +5,14 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use consort_crypto::MemberId;
+use consort_demo::ledger::sign_for;
+use consort_demo::output::print_json;
 use consort_ledger::{Transaction, TxPayload};
 use consort_node::client::ApiClient;
 use consort_node::config::{read_genesis, MemberCard, MemberDir};
 use serde_json::json;
 
 use crate::args::MemberCommand;
-use crate::commands::{print_json, sign_for};
 
 fn write_proposal(path: &Path, tx: &Transaction) -> Result<()> {
     let doc = json!({ "kind": tx.kind_name(), "tx_id": tx.id().to_string(), "tx": hex::encode(tx.encode()) });

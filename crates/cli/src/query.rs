@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use consort_crypto::Hash;
+use consort_demo::ledger::sign_for;
+use consort_demo::output::print_json;
 use consort_ledger::policy::{ColumnGrant, Grant, Grantee, Permission, Revoke};
 use consort_ledger::TxPayload;
 use consort_node::client::ApiClient;
 use consort_node::config::MemberDir;
 use serde_json::{json, Value};
-
-use crate::commands::{print_json, sign_for};
 
 /// Parses `col:perm[+perm],…`. An unquoted column name may itself contain `:` (the last
 /// one splits). A column name in double quotes may contain anything, `,` and `:` included,
@@ -168,7 +168,7 @@ pub async fn grant(dir: &MemberDir, args: GrantArgs<'_>) -> Result<i32> {
     } else {
         Grantee::Member(consort_node::datasets::fetch::resolve_member(&client, args.to).await?)
     };
-    let now = consort_node::sequencer::now_ms();
+    let now = consort_node::clock::now_ms();
     let grant = Grant {
         dataset: args.dataset.to_string(),
         grantee,

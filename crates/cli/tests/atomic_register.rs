@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{binary, consort, serial};
-use consort_cli::cluster::LocalCluster;
+use consort_demo::cluster::LocalCluster;
 use serde_json::Value;
 
 const HOOK: &str = "CONSORT_TEST_EXIT_AFTER_SUBMIT";

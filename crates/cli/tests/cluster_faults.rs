@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{cluster, serial, signed};
-use consort_cli::commands::verify_export_bytes;
 use consort_crypto::Hash;
+use consort_demo::ledger::verify_export_bytes;
 
 /// Counts, per transaction id, how many times it is in the chain as a valid transaction.
 fn valid_occurrences(export: &[u8]) -> HashMap<Hash, usize> {

@@ -266,7 +266,7 @@ async fn a_member_can_keep_its_datasets_in_postgres_or_mysql() {
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
     let root = tempfile::tempdir().unwrap();
     let mut cluster =
-        consort_cli::cluster::LocalCluster::create(root.path(), 3, &common::binary()).unwrap();
+        consort_demo::cluster::LocalCluster::create(root.path(), 3, &common::binary()).unwrap();
     // alpha keeps its datasets in PostgreSQL, beta in MySQL/MariaDB.
     for (i, url) in [(0, &pg), (1, &my)] {
         let config_path = cluster.members[i].dir.config_path();

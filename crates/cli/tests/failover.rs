@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{cluster, consort, dir_arg, serial};
-use consort_cli::commands::verify_export_bytes;
+use consort_demo::ledger::verify_export_bytes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn notarize_through_a_follower_right_after_the_leader_is_killed() {

@@ -10,7 +10,7 @@ mod common;
 use common::{cluster, consort, serial};
 use serde_json::Value;
 
-fn dir_arg(cluster: &consort_cli::cluster::LocalCluster, m: usize) -> String {
+fn dir_arg(cluster: &consort_demo::cluster::LocalCluster, m: usize) -> String {
     cluster.members[m].dir.root.display().to_string()
 }
 
@@ -20,7 +20,7 @@ async fn fetch_copies_granted_plain_columns_and_records_the_transfer() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = cluster(dir.path(), 3).await;
     let csv = dir.path().join("visits.csv");
-    consort_cli::visits::write_csv(&csv, 0, 40, 5, true).unwrap();
+    consort_demo::visits::write_csv(&csv, 0, 40, 5, true).unwrap();
     consort_node::datasets::add(
         &cluster.members[0].dir,
         consort_node::datasets::AddRequest {

@@ -18,11 +18,11 @@ mod common;
 use std::time::Duration;
 
 use common::{binary, consort, serial};
-use consort_cli::cluster::LocalCluster;
 use consort_crypto::{merkle, Hash};
 use consort_data::canonical::encode_row;
 use consort_data::hiding::{cell_hash, RowSalter};
 use consort_data::Value;
+use consort_demo::cluster::LocalCluster;
 use serde_json::{json, Value as Json};
 
 const DIAGNOSES: [&str; 7] = [

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{cluster, serial, signed};
-use consort_cli::cluster::LocalCluster;
+use consort_demo::cluster::LocalCluster;
 use consort_node::client::ApiClient;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

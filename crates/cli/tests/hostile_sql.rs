@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{binary, consort, serial};
-use consort_cli::cluster::LocalCluster;
 use consort_crypto::{Hash, MemberId};
+use consort_demo::cluster::LocalCluster;
 use consort_ledger::policy::{DatasetRef, QueryRequest};
 use consort_ledger::{Transaction, TxPayload};
 use consort_node::client::{ApiClient, ClientError};
@@ -178,7 +178,7 @@ async fn hostile_request(cluster: &LocalCluster, signer: usize, sql: &str) -> Tr
         }],
         compute,
     };
-    consort_cli::commands::sign_for(
+    consort_demo::ledger::sign_for(
         &cluster.members[signer].dir,
         TxPayload::QueryRequest(request),
     )

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{ask, assert_rows_match, binary, consort, dir_arg, reference, serial};
-use consort_cli::cluster::LocalCluster;
+use consort_demo::cluster::LocalCluster;
 use serde_json::Value;
 
 /// The insurer's claims: a third of the patients of each hospital, plus its own.
@@ -121,7 +121,7 @@ async fn joins_across_members_match_sqlite_and_need_the_join_permission() {
     let mut visits = Vec::new();
     for (m, rows) in [(0, 120), (1, 130)] {
         let path = root.join(format!("visits-{m}.csv"));
-        consort_cli::visits::write_csv(&path, m, rows, 7, false).unwrap();
+        consort_demo::visits::write_csv(&path, m, rows, 7, false).unwrap();
         add(&cluster, m, "visits", &path).await;
         visits.push(path);
     }

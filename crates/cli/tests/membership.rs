@@ -12,11 +12,11 @@ use common::{cluster, consort, notarization, serial, signed};
 use consort_ledger::{Block, Transaction};
 use serde_json::{json, Value};
 
-fn dir_of(cluster: &consort_cli::cluster::LocalCluster, i: usize) -> String {
+fn dir_of(cluster: &consort_demo::cluster::LocalCluster, i: usize) -> String {
     cluster.members[i].dir.root.to_str().unwrap().to_string()
 }
 
-async fn wait_for_members(cluster: &consort_cli::cluster::LocalCluster, i: usize, n: usize) {
+async fn wait_for_members(cluster: &consort_demo::cluster::LocalCluster, i: usize, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(s) = cluster.members[i].client.status().await {
@@ -192,7 +192,7 @@ async fn majority_signed_member_add_and_remove() {
         .unwrap();
     assert_eq!(r["status"], "committed", "{r}");
     let export = cluster.members[delta].client.export().await.unwrap();
-    consort_cli::commands::verify_export_bytes(&export)
+    consort_demo::ledger::verify_export_bytes(&export)
         .expect("chain with membership changes verifies");
 
     // Every transaction stays provable: gamma's, made before its removal, and the genesis

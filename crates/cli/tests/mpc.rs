@@ -20,7 +20,7 @@ async fn every_operation_verifies_between_three_processes_over_tls() {
     let cluster = bench_cluster(dir.path(), 3).await;
     for op in consort_node::mpc::bench::OPS {
         for n in [1usize, 1000] {
-            let reports = consort_cli::bench_mpc::run_session(&cluster, op, n, 30)
+            let reports = consort_bench::mpc::run_session(&cluster, op, n, 30)
                 .await
                 .unwrap_or_else(|e| panic!("{op} n={n}: {e}"));
             assert_eq!(reports.len(), 3);
@@ -115,7 +115,7 @@ async fn a_party_vanishing_mid_protocol_fails_the_others_naming_it() {
     let victim = cluster.members[2].name.clone();
     let pid = cluster.pid(2).expect("node 2 runs");
     let started = Instant::now();
-    let session = consort_cli::bench_mpc::party_results(&cluster, "sort", 2_000_000, 20);
+    let session = consort_bench::mpc::party_results(&cluster, "sort", 2_000_000, 20);
     let kill = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let status = std::process::Command::new("kill")

@@ -16,7 +16,7 @@ async fn psi_between_two_processes_over_tls_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = bench_cluster(dir.path(), 3).await;
     for n in [1usize, 2, 1000] {
-        let reports = consort_cli::bench_psi::run_session(&cluster, n, 30)
+        let reports = consort_bench::psi::run_session(&cluster, n, 30)
             .await
             .unwrap_or_else(|e| panic!("n={n}: {e}"));
         assert_eq!(reports.len(), 2);

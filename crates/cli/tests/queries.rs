@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{ask, assert_rows_match, binary, consort, dir_arg, reference, serial};
-use consort_cli::cluster::LocalCluster;
+use consort_demo::cluster::LocalCluster;
 use serde_json::{json, Value};
 
 const GRANT_ALL: &str =
@@ -35,7 +35,7 @@ async fn setup(
     let mut csvs = Vec::new();
     for i in 0..owners {
         let path = root.join(format!("visits-{i}.csv"));
-        consort_cli::visits::write_csv(&path, i, rows + 10 * i, 99, i == 0).unwrap();
+        consort_demo::visits::write_csv(&path, i, rows + 10 * i, 99, i == 0).unwrap();
         consort_node::datasets::add(
             &cluster.members[i].dir,
             consort_node::datasets::AddRequest {
@@ -81,7 +81,7 @@ async fn joint_queries_match_plain_sqlite_over_the_union() {
         grant(&cluster, m, "*", GRANT_ALL, &[]);
     }
     let db = rusqlite::Connection::open_in_memory().unwrap();
-    consort_cli::bench_query::load_reference(&db, &csvs).unwrap();
+    consort_bench::query::load_reference(&db, &csvs).unwrap();
     let cases = [
         ("SELECT COUNT(*) FROM visits", "SELECT COUNT(*) FROM visits", 0),
         (

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{binary, consort};
-use consort_cli::cluster::LocalCluster;
+use consort_demo::cluster::LocalCluster;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -26,7 +26,7 @@ async fn a_compute_node_killed_mid_query_fails_it_and_the_failure_is_recorded() 
         .unwrap();
     for i in 0..3 {
         let path = dir.path().join(format!("v{i}.csv"));
-        consort_cli::visits::write_csv(&path, i, 30, 3, false).unwrap();
+        consort_demo::visits::write_csv(&path, i, 30, 3, false).unwrap();
         consort_node::datasets::add(
             &cluster.members[i].dir,
             consort_node::datasets::AddRequest {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use consort_cli::cluster::LocalCluster;
+use consort_demo::cluster::LocalCluster;
 use consort_ledger::{Notarization, NotarizedFile, Transaction, TxPayload};
 use serde_json::{json, Value};
 

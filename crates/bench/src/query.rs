@@ -9,16 +9,29 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::args::BenchQueryArgs;
-use crate::cluster::LocalCluster;
-use crate::commands::print_json;
+use consort_demo::cluster::{LocalCluster, LocalMember};
+use consort_demo::output::print_json;
+
+/// What `consort bench query` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Visits per member (with `join`: visits of the first member and as many follow-ups
+    /// of the second).
+    pub rows: usize,
+    /// Time the JOIN of two members' datasets ([`crate::join`]) instead of the grouped
+    /// query over the union.
+    pub join: bool,
+    /// Timed runs of the joint query (the best is reported).
+    pub runs: usize,
+    pub json: bool,
+}
 
 /// The benchmark's query (issue 5).
 pub const BENCH_SQL: &str = "SELECT region, COUNT(*), SUM(amount), AVG(amount), MAX(amount) FROM visits WHERE age > 30 GROUP BY region";
 
-pub async fn run(args: BenchQueryArgs) -> Result<i32> {
+pub async fn run(args: Options) -> Result<i32> {
     if args.join {
-        return crate::bench_join::run(args.rows, args.runs, args.json).await;
+        return crate::join::run(args.rows, args.runs, args.json).await;
     }
     let (temp, mut cluster) = LocalCluster::start_temp("consort-bench-query-", 3).await?;
     let note = |s: String| {
@@ -30,7 +43,7 @@ pub async fn run(args: BenchQueryArgs) -> Result<i32> {
     let mut csvs = Vec::new();
     for (i, member) in cluster.members.iter().enumerate() {
         let path = temp.path().join(format!("{}-visits.csv", member.name));
-        crate::visits::write_csv(&path, i, args.rows, 7, false)?;
+        consort_demo::visits::write_csv(&path, i, args.rows, 7, false)?;
         let started = Instant::now();
         consort_node::datasets::add(
             &member.dir,
@@ -52,7 +65,7 @@ pub async fn run(args: BenchQueryArgs) -> Result<i32> {
         csvs.push(path);
     }
     // Only the visits: the follow-ups exist in the join bench alone.
-    crate::demo_queries::grant_visits(&cluster, &|s| note(s)).await?;
+    consort_demo::queries::grant_visits(&cluster, &|s| note(s)).await?;
 
     let (runs, answer) = timed_runs(&cluster.members[0], BENCH_SQL, args.runs, 300).await?;
     let consort_seconds = runs.iter().copied().fold(f64::INFINITY, f64::min);
@@ -90,7 +103,7 @@ pub async fn run(args: BenchQueryArgs) -> Result<i32> {
 /// Asks `sql` from `requester` `runs` times (at least once), each allowed `timeout_secs`;
 /// returns every run's seconds, end to end, and the last answer.
 pub(crate) async fn timed_runs(
-    requester: &crate::cluster::LocalMember,
+    requester: &LocalMember,
     sql: &str,
     runs: usize,
     timeout_secs: u64,

@@ -9,11 +9,20 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::args::BenchPsiArgs;
-use crate::cluster::LocalCluster;
-use crate::commands::print_json;
+use consort_demo::cluster::LocalCluster;
+use consort_demo::output::print_json;
 
-pub async fn run(args: BenchPsiArgs) -> Result<i32> {
+/// What `consort bench psi` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Keys per member (half of them shared).
+    pub n: usize,
+    /// Seconds either party may wait on the other before the session fails.
+    pub timeout: u64,
+    pub json: bool,
+}
+
+pub async fn run(args: Options) -> Result<i32> {
     if args.n == 0 || args.n > consort_node::api::MAX_MPC_BENCH_N {
         bail!(
             "--n must be between 1 and {}",

@@ -1,6 +1,7 @@
 //! `consort demo`: three members on loopback, notarised files, a converged and verified
 //! ledger, and an inclusion proof checked — the whole backbone in one command.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,9 +11,29 @@ use consort_ledger::{InclusionProof, Notarization, NotarizedFile, TxPayload};
 use serde_json::{json, Value};
 
 use crate::cluster::LocalCluster;
-use crate::commands::{print_json, sign_for, verify_export_bytes};
+use crate::ledger::{sign_for, verify_export_bytes};
+use crate::output::print_json;
 
-pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Result<i32> {
+/// What `consort demo` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// Where the members' directories go (default: a fresh temporary directory).
+    pub dir: Option<PathBuf>,
+    /// One JSON summary instead of the narrative.
+    pub json: bool,
+    /// Leave the nodes running until `stop` completes.
+    pub keep_running: bool,
+}
+
+/// Runs the demo from the running `consort` executable; with `keep_running`, waits for
+/// `stop` (the CLI passes SIGINT or SIGTERM) before stopping the nodes. Returns the exit
+/// status.
+pub async fn run(options: DemoOptions, stop: impl Future<Output = ()>) -> Result<i32> {
+    let DemoOptions {
+        dir,
+        json: json_out,
+        keep_running,
+    } = options;
     let started = Instant::now();
     let temp;
     let root = match dir {
@@ -120,7 +141,7 @@ pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Re
     // The second hospital also follows up some of the first one's patients.
     if let Some(riverside) = cluster.members.get(1) {
         let path = docs_dir.join(format!("{}-followups.csv", riverside.name));
-        crate::demo_queries::write_followups(&path, 160, 300)?;
+        crate::queries::write_followups(&path, 160, 300)?;
         let summary = consort_node::datasets::add(
             &riverside.dir,
             consort_node::datasets::AddRequest {
@@ -145,8 +166,8 @@ pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Re
     ));
 
     say("\nEach hospital decides what others may do with its visits:".into());
-    let grants = crate::demo_queries::grant_all(&cluster, &say).await?;
-    let queries = crate::demo_queries::run_all(&cluster, &say).await?;
+    let grants = crate::queries::grant_all(&cluster, &say).await?;
+    let queries = crate::queries::run_all(&cluster, &say).await?;
     say(String::new());
 
     let (height, head) = cluster.wait_converged(Duration::from_secs(20)).await?;
@@ -222,7 +243,7 @@ pub async fn run(dir: Option<PathBuf>, json_out: bool, keep_running: bool) -> Re
             );
         }
         println!("nodes keep running; press Ctrl-C to stop them");
-        crate::commands::shutdown_signal().await;
+        stop.await;
         if let Some(temp_root) = dir_is_temp(&root) {
             println!("removing {temp_root}");
         }

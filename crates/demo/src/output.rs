@@ -1,11 +1,16 @@
-//! Standard output for the CLI's results. A reader that stops early (`consort queries |
-//! head -1`) closes the pipe; the command then stops quietly with the conventional status
-//! 141 (128 + SIGPIPE), as a C tool killed by SIGPIPE would, instead of panicking as
-//! `std::println!` does. Work already done (a dataset registered, a transaction submitted)
-//! stays done: output is only ever written after it.
+//! Standard output for consort's results (the CLI's, the demo's and the benchmarks'). A
+//! reader that stops early (`consort queries | head -1`) closes the pipe; the command then
+//! stops quietly with the conventional status 141 (128 + SIGPIPE), as a C tool killed by
+//! SIGPIPE would, instead of panicking as `std::println!` does. Work already done (a
+//! dataset registered, a transaction submitted) stays done: output is only ever written
+//! after it.
+//!
+//! Each crate that prints shadows `println!` at its root with a macro that calls [`line`].
 
 use std::fmt;
 use std::io::{ErrorKind, Write};
+
+use serde_json::Value;
 
 /// Exit status of a command whose output pipe was closed.
 pub const CLOSED_PIPE_STATUS: i32 = 141;
@@ -24,4 +29,12 @@ pub fn line(args: fmt::Arguments<'_>) {
             std::process::exit(1);
         }
     }
+}
+
+/// Writes `value` as pretty-printed JSON, one document, through [`line`].
+pub fn print_json(value: &Value) {
+    line(format_args!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    ));
 }

@@ -11,8 +11,21 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use crate::args::BenchIngestArgs;
-use crate::commands::print_json;
+use consort_demo::output::print_json;
+
+/// What `consort bench ingest` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rows to generate.
+    pub rows: u64,
+    /// Also time the pipeline alone (no database).
+    pub stages: bool,
+    /// Runs of each side, interleaved; medians are reported.
+    pub runs: usize,
+    /// Also run consort with the row-hash commitment, to show what hiding costs.
+    pub row_hash: bool,
+    pub json: bool,
+}
 
 /// Writes `rows` CSV rows of mixed types: about 5% repeat an earlier row, about 1% are
 /// malformed (a missing field).
@@ -163,7 +176,7 @@ fn import_run(csv: &Path, db: &Path) -> Result<Option<f64>> {
     }
 }
 
-pub async fn run(args: BenchIngestArgs) -> Result<i32> {
+pub async fn run(args: Options) -> Result<i32> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }

@@ -9,9 +9,23 @@ use consort_ledger::{Notarization, NotarizedFile, Transaction, TxPayload};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::args::BenchLedgerArgs;
-use crate::cluster::LocalCluster;
-use crate::commands::{print_json, verify_export_bytes};
+use consort_demo::cluster::LocalCluster;
+use consort_demo::ledger::verify_export_bytes;
+use consort_demo::output::print_json;
+
+/// What `consort bench ledger` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Node processes in the consortium.
+    pub nodes: usize,
+    /// Transactions to commit.
+    pub txs: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Transactions per client request.
+    pub batch: usize,
+    pub json: bool,
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -21,7 +35,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-pub async fn ledger(args: BenchLedgerArgs) -> Result<i32> {
+pub async fn run(args: Options) -> Result<i32> {
     if args.nodes == 0 || args.txs == 0 || args.clients == 0 || args.batch == 0 {
         bail!("--nodes, --txs, --clients and --batch must all be at least 1");
     }
@@ -35,7 +49,7 @@ pub async fn ledger(args: BenchLedgerArgs) -> Result<i32> {
         .map(|m| m.dir.load_key())
         .collect::<Result<Vec<_>, _>>()?;
     eprintln!("signing {} transactions...", args.txs);
-    let now = consort_node::sequencer::now_ms();
+    let now = consort_node::clock::now_ms();
     let txs: Vec<Transaction> = (0..args.txs)
         .map(|i| {
             let payload = TxPayload::Notarize(Notarization {

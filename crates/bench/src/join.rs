@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::cluster::LocalCluster;
-use crate::commands::print_json;
+use consort_demo::cluster::{LocalCluster, LocalMember};
+use consort_demo::output::print_json;
 
 /// The benchmark's query: the demo's join.
 pub const BENCH_JOIN_SQL: &str = "SELECT f.clinic, COUNT(*), AVG(v.amount), SUM(f.cost) FROM \"alpha\".visits v JOIN \"beta\".followups f ON v.patient = f.patient GROUP BY f.clinic ORDER BY f.clinic";
@@ -33,25 +33,25 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
     for (i, member) in cluster.members.iter().enumerate() {
         let path = temp.path().join(format!("{}-visits.csv", member.name));
         let rows = if i == 0 { rows } else { 10 };
-        crate::visits::write_csv(&path, i, rows, 7, false)?;
+        consort_demo::visits::write_csv(&path, i, rows, 7, false)?;
         add(member, "visits", &path).await?;
         csvs.push(path);
     }
     let followups = temp.path().join("followups.csv");
-    crate::demo_queries::write_followups(&followups, rows, rows)?;
+    consort_demo::queries::write_followups(&followups, rows, rows)?;
     add(&cluster.members[1], "followups", &followups).await?;
     note(format!(
         "alpha took in {} visits, beta {} follow-ups",
         rows, rows
     ));
-    crate::demo_queries::grant_all(&cluster, &|s| note(s)).await?;
+    consort_demo::queries::grant_all(&cluster, &|s| note(s)).await?;
 
     let (runs, answer) =
-        crate::bench_query::timed_runs(&cluster.members[2], BENCH_JOIN_SQL, runs, 600).await?;
+        crate::query::timed_runs(&cluster.members[2], BENCH_JOIN_SQL, runs, 600).await?;
     let consort_seconds = runs.iter().copied().fold(f64::INFINITY, f64::min);
 
     let db = rusqlite::Connection::open(temp.path().join("reference.sqlite"))?;
-    crate::bench_query::load_reference(&db, &csvs)?;
+    crate::query::load_reference(&db, &csvs)?;
     db.execute_batch("CREATE TABLE followups (patient TEXT, clinic TEXT, cost DOUBLE PRECISION)")?;
     {
         let tx = db.unchecked_transaction()?;
@@ -105,11 +105,7 @@ pub async fn run(rows: usize, runs: usize, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-async fn add(
-    member: &crate::cluster::LocalMember,
-    name: &str,
-    path: &std::path::Path,
-) -> Result<()> {
+async fn add(member: &LocalMember, name: &str, path: &std::path::Path) -> Result<()> {
     consort_node::datasets::add(
         &member.dir,
         consort_node::datasets::AddRequest {

@@ -8,11 +8,22 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::args::BenchMpcArgs;
-use crate::cluster::LocalCluster;
-use crate::commands::print_json;
+use consort_demo::cluster::LocalCluster;
+use consort_demo::output::print_json;
 
-pub async fn run(args: BenchMpcArgs) -> Result<i32> {
+/// What `consort bench mpc` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The operation: one of `consort_node::mpc::bench::OPS`.
+    pub op: String,
+    /// Number of elements.
+    pub n: usize,
+    /// Seconds any party may wait on a peer before the session fails.
+    pub timeout: u64,
+    pub json: bool,
+}
+
+pub async fn run(args: Options) -> Result<i32> {
     if !consort_node::mpc::bench::OPS.contains(&args.op.as_str()) {
         bail!(
             "unknown operation {:?}: use one of {}",

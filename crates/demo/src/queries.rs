@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use consort_ledger::policy::{Grant, Grantee};
+use anyhow::{anyhow, bail, Result};
+use consort_ledger::policy::{ColumnGrant, Grant, Grantee, Permission};
 use consort_ledger::TxPayload;
 use serde_json::{json, Value};
 
 use crate::cluster::{LocalCluster, LocalMember};
-use crate::commands::sign_for;
+use crate::ledger::sign_for;
 
 /// What every hospital lets every member do with its visits: group by region and ward,
 /// filter on age and admission date, aggregate the amount, join on the patient id (which
@@ -75,6 +75,28 @@ pub fn write_followups(path: &std::path::Path, rows: usize, patients: usize) -> 
     Ok(())
 }
 
+/// The column grants of a spec such as [`DEMO_GRANT`]: `column:permission` items, one
+/// permission each, sorted by column as `consort grant --columns` sorts them (that command
+/// also reads quoted names and several permissions per column; the demo needs neither).
+fn column_grants(spec: &str) -> Result<Vec<ColumnGrant>> {
+    let mut columns = spec
+        .split(',')
+        .map(|item| {
+            let (column, permission) = item
+                .split_once(':')
+                .ok_or_else(|| anyhow!("grant item {item:?} is not column:permission"))?;
+            let permission = Permission::parse(permission)
+                .ok_or_else(|| anyhow!("unknown permission in grant item {item:?}"))?;
+            Ok(ColumnGrant {
+                column: column.to_string(),
+                permissions: vec![permission],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    columns.sort_by(|a, b| a.column.cmp(&b.column));
+    Ok(columns)
+}
+
 /// Records `member`'s grant to everyone of `columns` on `dataset`; returns its transaction id.
 async fn grant(
     member: &LocalMember,
@@ -85,7 +107,7 @@ async fn grant(
     let grant = Grant {
         dataset: dataset.into(),
         grantee: Grantee::Anyone,
-        columns: crate::query::parse_columns(columns)?,
+        columns: column_grants(columns)?,
         min_group_size: consort_ledger::policy::DEFAULT_MIN_GROUP_SIZE,
         expires_ms: None,
     };
@@ -121,7 +143,7 @@ pub async fn grant_all(cluster: &LocalCluster, say: &dyn Fn(String)) -> Result<V
     let riverside = cluster
         .members
         .get(1)
-        .ok_or_else(|| anyhow::anyhow!("the demo needs a second member"))?;
+        .ok_or_else(|| anyhow!("the demo needs a second member"))?;
     ids.push(grant(riverside, "followups", FOLLOWUP_GRANT, say).await?);
     Ok(ids)
 }

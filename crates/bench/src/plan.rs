@@ -11,7 +11,17 @@ use consort_ledger::dataset::{ColumnSpec, DatasetEntry, DatasetKind, DatasetReco
 use consort_query::plan::Catalog;
 use serde_json::json;
 
-use crate::args::BenchPlanArgs;
+use consort_demo::output::print_json;
+
+/// What `consort bench plan` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Plans per timed run.
+    pub iterations: u32,
+    /// Timed runs of each side, interleaved; medians are reported.
+    pub runs: u32,
+    pub json: bool,
+}
 
 fn catalog() -> Catalog {
     let columns = [
@@ -77,7 +87,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(args: BenchPlanArgs) -> Result<i32> {
+pub fn run(args: Options) -> Result<i32> {
     if args.iterations == 0 || args.runs == 0 {
         bail!("--iterations and --runs must be at least 1");
     }
@@ -146,9 +156,7 @@ pub fn run(args: BenchPlanArgs) -> Result<i32> {
         report.push(json!({ "workload": name, "sql_bytes": sql.len(), "refused_us": r }));
     }
     if args.json {
-        crate::commands::print_json(
-            &json!({ "iterations": args.iterations, "runs": args.runs, "results": report }),
-        );
+        print_json(&json!({ "iterations": args.iterations, "runs": args.runs, "results": report }));
     }
     Ok(0)
 }

@@ -100,7 +100,7 @@ impl LocalCluster {
         }
         let genesis = Genesis {
             consortium: "demo".into(),
-            created_ms: consort_node::sequencer::now_ms(),
+            created_ms: consort_node::clock::now_ms(),
             members: cards,
             rules_version: consort_ledger::rules_limits::LATEST_RULES,
         };
