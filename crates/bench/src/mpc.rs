@@ -108,7 +108,7 @@ pub async fn party_results(
     op: &str,
     n: usize,
     timeout_secs: u64,
-) -> Result<Vec<(String, Result<Value, consort_node::client::ClientError>)>> {
+) -> Result<Vec<(String, Result<Value, consort_node::error::NodeError>)>> {
     let parties: Vec<String> = cluster
         .members
         .iter()

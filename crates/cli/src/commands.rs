@@ -266,7 +266,7 @@ async fn ledger(dir: Option<PathBuf>, cmd: LedgerCommand) -> Result<i32> {
             match client.export().await {
                 Ok(bytes) => report_verify(verify_export_bytes(&bytes), json),
                 // The node is down: read its block store directly.
-                Err(consort_node::client::ClientError::Unreachable { .. }) => {
+                Err(consort_node::error::NodeError::Unreachable { .. }) => {
                     report_verify(verify_offline(&dir)?, json)
                 }
                 Err(e) => Err(e.into()),

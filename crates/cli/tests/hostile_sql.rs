@@ -16,7 +16,8 @@ use consort_crypto::{Hash, MemberId};
 use consort_demo::cluster::LocalCluster;
 use consort_ledger::policy::{DatasetRef, QueryRequest};
 use consort_ledger::{Transaction, TxPayload};
-use consort_node::client::{ApiClient, ClientError};
+use consort_node::client::ApiClient;
+use consort_node::error::NodeError as ClientError;
 use serde_json::{json, Value};
 
 /// The 65 KB `1+1+…` chain of the original finding.

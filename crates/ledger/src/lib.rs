@@ -9,6 +9,7 @@
 //! in `docs/FORMAT.md`.
 
 pub mod block;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod dataset;
 mod error;

@@ -25,6 +25,7 @@ pub mod arith;
 pub mod boolean;
 pub mod circuits;
 pub mod compare;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod convert;
 pub mod error;

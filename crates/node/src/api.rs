@@ -538,14 +538,15 @@ where
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{owner:?} is not a member id")))?;
     let body = crate::raft::network::encode(&request)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let answer = shared
         .links
         .request(owner, body, std::time::Duration::from_secs(60))
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("reaching the owner: {e}")))?;
+    // The owner's answer carries its refusal as text (a wire type, as in every peer reply).
     let answer: Result<T, String> = crate::raft::network::decode(&answer)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
     answer.map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("the owner refused: {e}")))
 }
 

@@ -23,23 +23,6 @@ impl std::fmt::Debug for ApiClient {
     }
 }
 
-/// An API answer that was not a success.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot reach the node at {url}: {reason} (is `consort node run` running?)")]
-    Unreachable { url: String, reason: String },
-    #[error("{message}")]
-    Api { status: u16, message: String },
-    #[error("unexpected answer from the node: {0}")]
-    Protocol(String),
-}
-
-impl From<ClientError> for NodeError {
-    fn from(e: ClientError) -> Self {
-        NodeError::Rejected(e.to_string())
-    }
-}
-
 impl ApiClient {
     pub fn new(api_addr: &str, token: &str) -> Self {
         let http = reqwest::Client::builder()
@@ -67,13 +50,16 @@ impl ApiClient {
         &self,
         request: reqwest::RequestBuilder,
         url: &str,
-    ) -> Result<reqwest::Response, ClientError> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
-            ClientError::Unreachable {
-                url: url.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+    ) -> Result<reqwest::Response, NodeError> {
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| NodeError::Unreachable {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -83,16 +69,16 @@ impl ApiClient {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(ClientError::Api { status, message })
+        Err(NodeError::Api { status, message })
     }
 
-    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+    pub async fn get_json(&self, path: &str) -> Result<Value, NodeError> {
         let url = format!("{}{}", self.base, path);
         let response = self.send(self.http.get(&url), &url).await?;
         response
             .json()
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+            .map_err(|e| NodeError::Protocol(e.to_string()))
     }
 
     /// [`Self::post_json`] for requests that may take longer than the default timeout.
@@ -101,31 +87,31 @@ impl ApiClient {
         path: &str,
         body: &Value,
         timeout: Duration,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Value, NodeError> {
         let url = format!("{}{}", self.base, path);
         let request = self.http.post(&url).json(body).timeout(timeout);
         let response = self.send(request, &url).await?;
         response
             .json()
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+            .map_err(|e| NodeError::Protocol(e.to_string()))
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, NodeError> {
         let url = format!("{}{}", self.base, path);
         let response = self.send(self.http.post(&url).json(body), &url).await?;
         response
             .json()
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+            .map_err(|e| NodeError::Protocol(e.to_string()))
     }
 
-    pub async fn status(&self) -> Result<Value, ClientError> {
+    pub async fn status(&self) -> Result<Value, NodeError> {
         self.get_json("/api/ledger/status").await
     }
 
     /// Submits one transaction; with `wait`, returns once it is committed.
-    pub async fn submit(&self, tx: &Transaction, wait: bool) -> Result<Value, ClientError> {
+    pub async fn submit(&self, tx: &Transaction, wait: bool) -> Result<Value, NodeError> {
         self.post_json(
             "/api/tx",
             &json!({ "tx": hex::encode(tx.encode()), "wait": wait }),
@@ -138,63 +124,61 @@ impl ApiClient {
         &self,
         txs: &[Transaction],
         wait: bool,
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Vec<Value>, NodeError> {
         let hexes: Vec<String> = txs.iter().map(|t| hex::encode(t.encode())).collect();
         let answer = self
             .post_json("/api/txs", &json!({ "txs": hexes, "wait": wait }))
             .await?;
         match answer["results"].as_array() {
             Some(results) => Ok(results.clone()),
-            None => Err(ClientError::Protocol(
-                "no results in the batch answer".into(),
-            )),
+            None => Err(NodeError::Protocol("no results in the batch answer".into())),
         }
     }
 
-    pub async fn block(&self, height: u64) -> Result<Value, ClientError> {
+    pub async fn block(&self, height: u64) -> Result<Value, NodeError> {
         self.get_json(&format!("/api/ledger/blocks/{height}")).await
     }
 
-    pub async fn tx(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn tx(&self, id: &str) -> Result<Value, NodeError> {
         self.get_json(&format!("/api/ledger/txs/{id}")).await
     }
 
     /// The committed transaction `id` as `GET /api/ledger/txs/{id}` shows it, or `None` if
     /// this node's chain does not hold it (yet).
-    pub async fn find_tx(&self, id: &consort_crypto::Hash) -> Result<Option<Value>, ClientError> {
+    pub async fn find_tx(&self, id: &consort_crypto::Hash) -> Result<Option<Value>, NodeError> {
         match self.tx(&id.to_string()).await {
             Ok(found) => Ok(Some(found)),
-            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(NodeError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn proof(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn proof(&self, id: &str) -> Result<Value, NodeError> {
         self.get_json(&format!("/api/ledger/proof/{id}")).await
     }
 
     /// The catalog of every member's registered datasets.
-    pub async fn catalog(&self) -> Result<Vec<Value>, ClientError> {
+    pub async fn catalog(&self) -> Result<Vec<Value>, NodeError> {
         let answer = self.get_json("/api/datasets").await?;
         match answer["datasets"].as_array() {
             Some(list) => Ok(list.clone()),
-            None => Err(ClientError::Protocol(
+            None => Err(NodeError::Protocol(
                 "no datasets in the catalog answer".into(),
             )),
         }
     }
 
-    pub async fn verify(&self) -> Result<Value, ClientError> {
+    pub async fn verify(&self) -> Result<Value, NodeError> {
         self.get_json("/api/ledger/verify").await
     }
 
-    pub async fn export(&self) -> Result<Vec<u8>, ClientError> {
+    pub async fn export(&self) -> Result<Vec<u8>, NodeError> {
         let url = format!("{}/api/ledger/export", self.base);
         let response = self.send(self.http.get(&url), &url).await?;
         Ok(response
             .bytes()
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .map_err(|e| NodeError::Protocol(e.to_string()))?
             .to_vec())
     }
 }

@@ -351,7 +351,11 @@ struct PeerService {
 }
 
 impl PeerHandler for PeerService {
-    fn handle(&self, from: MemberId, body: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    fn handle(
+        &self,
+        from: MemberId,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, NodeError>> {
         if crate::mpc::wire::is_chunk(&body) {
             let delivered = crate::mpc::wire::decode_chunk(body)
                 .and_then(|chunk| self.mpc.deliver(from, chunk))

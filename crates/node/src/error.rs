@@ -58,6 +58,22 @@ pub enum NodeError {
     Raft(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The API client (`client::ApiClient`) could not reach the node.
+    #[error("cannot reach the node at {url}: {reason} (is `consort node run` running?)")]
+    Unreachable { url: String, reason: String },
+    /// The node's API answered with an error status (the API client's view).
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    /// The node's API answered with something the client cannot read.
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+    /// A peer's message that does not decode (names what and why).
+    #[error("{0}")]
+    Malformed(String),
+    /// A peer's message that decodes but is refused here: a limit, or a session it is not
+    /// a party of.
+    #[error("{0}")]
+    PeerRefused(String),
 }
 
 impl NodeError {

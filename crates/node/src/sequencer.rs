@@ -245,7 +245,7 @@ impl Sequencer {
         let body = encode(&PeerRequest::Forward(
             txs.iter().map(|t| t.encode()).collect(),
         ))
-        .map_err(|e| Attempt::Final(NodeError::Internal(e)))?;
+        .map_err(Attempt::Final)?;
         let timeout = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_millis(50), FORWARD_TIMEOUT);
@@ -263,8 +263,7 @@ impl Sequencer {
                     delivered,
                 )
             })?;
-        let answers: ForwardResponse =
-            decode(&reply).map_err(|e| Attempt::Final(NodeError::Internal(e)))?;
+        let answers: ForwardResponse = decode(&reply).map_err(Attempt::Final)?;
         if answers.len() != txs.len() {
             return Err(Attempt::Final(NodeError::Internal(format!(
                 "the leader answered {} of {} forwarded transactions",

@@ -101,7 +101,7 @@ impl Transport for MemTransport {
             let handler = handler.ok_or(PeerError::NoSuchPeer(to))?;
             match tokio::time::timeout(timeout, handler.handle(from, body)).await {
                 Ok(Ok(answer)) => Ok(answer),
-                Ok(Err(reason)) => Err(PeerError::Remote(reason)),
+                Ok(Err(reason)) => Err(PeerError::Remote(reason.to_string())),
                 Err(_) => Err(PeerError::Timeout {
                     peer: to.to_string(),
                 }),
@@ -112,23 +112,25 @@ impl Transport for MemTransport {
 
 /// The conformance suite every [`Transport`] passes. The server side must answer with
 /// [`conformance::fixture_handler`].
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance {
     // A conformance suite fails by panicking, as tests do.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::error::NodeError;
 
     /// Echoes `echo:…`, fails on `fail`, never answers `hang`.
     pub fn fixture_handler() -> Arc<dyn PeerHandler> {
         Arc::new(|_from: MemberId, body: Vec<u8>| async move {
             if body == b"fail" {
-                return Err("boom".to_string());
+                return Err(NodeError::PeerRefused("boom".into()));
             }
             if body == b"hang" {
                 futures::future::pending::<()>().await;
             }
             match body.strip_prefix(b"echo:") {
                 Some(rest) => Ok(rest.to_vec()),
-                None => Err("unknown fixture request".to_string()),
+                None => Err(NodeError::PeerRefused("unknown fixture request".into())),
             }
         })
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use consort_crypto::{hash_domain, MemberId, SecretKey};
 use consort_mpc::{ArithShares, MpcError, Session, Transport};
+use consort_node::error::NodeError;
 use consort_node::mpc::bench::run_party;
 use consort_node::mpc::{wire, MpcRouter, PeerMpcTransport, SessionId};
 use consort_node::peer::{serve, PeerContext, PeerHandler, PeerPool, TrustSet};
@@ -45,7 +46,9 @@ fn mpc_handler(router: Arc<MpcRouter>) -> Arc<dyn PeerHandler> {
                 .and_then(|chunk| router.deliver(from, chunk))
                 .map(|()| Vec::new())
         } else {
-            Err("this test node only takes MPC chunks".to_string())
+            Err(NodeError::PeerRefused(
+                "this test node only takes MPC chunks".into(),
+            ))
         };
         async move { delivered }
     })

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consort_crypto::{Hash, MemberId, PublicKey, SecretKey};
+use consort_node::error::NodeError;
 use consort_node::peer::{
     connect_authenticated, serve, PeerClient, PeerContext, PeerError, PeerHandler, PeerLimits,
     PeerPool, TrustSet,
@@ -156,7 +157,7 @@ fn echo() -> Arc<dyn PeerHandler> {
         let delay = body.first().copied().unwrap_or(0) % 7;
         tokio::time::sleep(Duration::from_millis(delay.into())).await;
         if body == b"fail" {
-            return Err("handler says no".to_string());
+            return Err(NodeError::PeerRefused("handler says no".into()));
         }
         Ok([from.0.as_slice(), &body].concat())
     })

@@ -84,9 +84,13 @@ mod sqlite_load;
 mod sqlite_text;
 mod sqlite_writer;
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
 mod conformance_agg;
+#[cfg(any(test, feature = "testing"))]
 mod conformance_data;
+#[cfg(any(test, feature = "testing"))]
 mod conformance_query;
 
 use std::sync::Arc;
@@ -148,6 +152,17 @@ pub enum StoreError {
         "unsupported database URL {0:?}: expected sqlite://, postgres://, mysql:// or memory:"
     )]
     UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// The same error, its message prefixed with what was being done (database errors
+    /// only; the others already name their table).
+    pub(crate) fn in_context(self, doing: &str) -> Self {
+        match self {
+            StoreError::Database(reason) => StoreError::Database(format!("{doing}: {reason}")),
+            other => other,
+        }
+    }
 }
 
 /// A member's dataset store. Object-safe: the node holds an `Arc<dyn DatasetStore>`.

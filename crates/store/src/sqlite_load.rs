@@ -29,9 +29,10 @@ impl SqliteLoad {
             .writer
             .as_mut()
             .ok_or_else(|| StoreError::LoadFailed(self.table.clone()))?;
-        writer.write(rows).await.map_err(|e| {
-            StoreError::Database(format!("sqlite: inserting into table {}: {e}", self.table))
-        })
+        writer
+            .write(rows)
+            .await
+            .map_err(|e| e.in_context(&format!("sqlite: inserting into table {}", self.table)))
     }
 
     /// Ends the load: drops the staging table when `drop`, always releases liveness.
@@ -62,10 +63,7 @@ impl SqliteLoad {
         };
         if let Err(e) = writer.commit().await {
             self.finish(true).await;
-            return Err(StoreError::Database(format!(
-                "sqlite: committing rows of table {}: {e}",
-                self.table
-            )));
+            return Err(e.in_context(&format!("sqlite: committing rows of table {}", self.table)));
         }
         let Some(mut conn) = self.conn.take() else {
             return Err(StoreError::LoadFailed(self.table.clone()));

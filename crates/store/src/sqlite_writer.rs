@@ -26,6 +26,7 @@
 //! staging table. Runs of such rows go [`MAX_RUN_ROWS`] at a time through one multi-row
 //! `INSERT`, so the per-execution cost (cursor, VM start and halt) is shared.
 
+use crate::StoreError;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -95,7 +96,11 @@ impl BulkWriter {
 
     /// Queues `rows` to be written (see the module docs for transactions). Returns once at most
     /// [`IN_FLIGHT`] batches are unacknowledged, with the error of any batch that failed.
-    pub async fn write(&mut self, rows: Vec<(u64, Row)>) -> Result<(), String> {
+    pub async fn write(&mut self, rows: Vec<(u64, Row)>) -> Result<(), StoreError> {
+        self.queue(rows).await.map_err(StoreError::Database)
+    }
+
+    async fn queue(&mut self, rows: Vec<(u64, Row)>) -> Result<(), String> {
         self.spent.try_iter().for_each(drop);
         while let Some(done) = self.pending.front_mut().map(Reply::try_recv) {
             match done {
@@ -126,7 +131,11 @@ impl BulkWriter {
     /// Stops the thread once every batch is written, with the first error of any batch.
     /// This still asks the thread, so a failure to open the database is reported even when
     /// no batch came (a load whose rows were all rejected).
-    pub async fn commit(mut self) -> Result<(), String> {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.finish_writing().await.map_err(StoreError::Database)
+    }
+
+    async fn finish_writing(mut self) -> Result<(), String> {
         while !self.pending.is_empty() {
             if let Err(e) = self.wait_oldest().await {
                 self.stop().await;
@@ -499,7 +508,7 @@ mod tests {
                 .await
                 .expect_err("a duplicate row number was accepted"),
         };
-        assert!(error.contains("row 5"), "{error}");
+        assert!(error.to_string().contains("row 5"), "{error}");
         assert_eq!(count_and_sum(&path), (40_000, 0));
     }
 }

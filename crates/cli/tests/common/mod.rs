@@ -83,9 +83,9 @@ pub fn consort(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Asserts that an API call was refused with `status` and a message containing `needle`.
-pub fn assert_refused(err: &consort_node::client::ClientError, status: u16, needle: &str) {
+pub fn assert_refused(err: &consort_node::error::NodeError, status: u16, needle: &str) {
     match err {
-        consort_node::client::ClientError::Api {
+        consort_node::error::NodeError::Api {
             status: got,
             message,
         } => {

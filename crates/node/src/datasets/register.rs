@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::Context;
-use crate::client::{ApiClient, ClientError};
+use crate::client::ApiClient;
 use crate::config::{read_genesis, MemberDir};
 use crate::error::NodeError;
 
@@ -97,7 +97,7 @@ async fn settle(client: &ApiClient, tx: &Transaction, budget: Duration) -> Outco
                 Some(outcome) => return outcome,
                 None => format!("unexpected answer from the node: {v}"),
             },
-            Err(ClientError::Api { status, message }) if refused_for_good(status) => {
+            Err(NodeError::Api { status, message }) if refused_for_good(status) => {
                 return Outcome::Refused(message)
             }
             Err(e) => e.to_string(),

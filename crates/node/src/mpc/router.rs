@@ -5,6 +5,7 @@
 //! calls that start a session race), so chunks for an unknown session are buffered, within
 //! limits that keep a member from filling our memory with sessions nobody runs.
 
+use crate::error::NodeError;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -114,7 +115,7 @@ impl MpcRouter {
     }
 
     /// Takes a chunk from member `from`.
-    pub fn deliver(&self, from: MemberId, chunk: Chunk) -> Result<(), String> {
+    pub fn deliver(&self, from: MemberId, chunk: Chunk) -> Result<(), NodeError> {
         let mut all = self.lock();
         if all.ended.contains(&chunk.session) {
             return Ok(());
@@ -125,29 +126,29 @@ impl MpcRouter {
             slots.retain(|_, s| s.parties.is_some() || now - s.created < UNREGISTERED_TTL);
             let waiting = slots.values().filter(|s| s.parties.is_none()).count();
             if waiting >= MAX_UNREGISTERED_SESSIONS {
-                return Err(format!(
+                return Err(NodeError::PeerRefused(format!(
                     "too many MPC sessions waiting to start here (limit {MAX_UNREGISTERED_SESSIONS})"
-                ));
+                )));
             }
             slots.insert(chunk.session, Slot::new());
         }
         let Some(slot) = slots.get(&chunk.session) else {
-            return Err("MPC session slot vanished".into());
+            return Err(NodeError::Internal("MPC session slot vanished".into()));
         };
         match slot.parties.as_ref().map(|p| p.contains(&from)) {
             Some(false) => {
-                return Err(format!(
+                return Err(NodeError::PeerRefused(format!(
                     "member {from} is not a party of MPC session {}",
                     chunk.session
-                ));
+                )));
             }
             Some(true) => {}
             None => {
                 if slot.buffered + chunk.buffer.len() > MAX_UNREGISTERED_BYTES {
-                    return Err(format!(
+                    return Err(NodeError::PeerRefused(format!(
                         "MPC session {} is not running here and has buffered too much",
                         chunk.session
-                    ));
+                    )));
                 }
                 let total: usize = slots
                     .values()
@@ -155,14 +156,14 @@ impl MpcRouter {
                     .map(|s| s.buffered)
                     .sum();
                 if total + chunk.buffer.len() > MAX_UNREGISTERED_TOTAL_BYTES {
-                    return Err(format!(
+                    return Err(NodeError::PeerRefused(format!(
                         "MPC sessions not running here have buffered {total} bytes (limit {MAX_UNREGISTERED_TOTAL_BYTES})"
-                    ));
+                    )));
                 }
             }
         }
         let Some(slot) = slots.get_mut(&chunk.session) else {
-            return Err("MPC session slot vanished".into());
+            return Err(NodeError::Internal("MPC session slot vanished".into()));
         };
         if slot.parties.is_none() {
             slot.buffered += chunk.buffer.len();
@@ -170,19 +171,19 @@ impl MpcRouter {
         let tx = slot.channel(from);
         let order = slot.order.entry(from).or_default();
         if chunk.seq < order.next || chunk.seq - order.next >= MAX_OUT_OF_ORDER {
-            return Err(format!(
+            return Err(NodeError::PeerRefused(format!(
                 "MPC chunk {} of session {} is out of sequence (expected {} to {})",
                 chunk.seq,
                 chunk.session,
                 order.next,
                 order.next + MAX_OUT_OF_ORDER - 1
-            ));
+            )));
         }
         if order.held.contains_key(&chunk.seq) {
-            return Err(format!(
+            return Err(NodeError::PeerRefused(format!(
                 "MPC chunk {} of session {} arrived twice",
                 chunk.seq, chunk.session
-            ));
+            )));
         }
         let inbound = if chunk.close {
             Inbound::Closed
@@ -283,7 +284,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let err = router.deliver(member(9), chunk(s, b"x", true)).unwrap_err();
-        assert!(err.contains("not a party"), "{err}");
+        assert!(err.to_string().contains("not a party"), "{err}");
         assert!(router.register(s, &[member(1)], member(1)).is_err());
         router.unregister(&s);
         assert_eq!(router.session_count(), 0);
@@ -314,14 +315,14 @@ mod tests {
             .collect();
         assert_eq!(got, [0, 1, 2]);
         let stale = router.deliver(member(2), chunk_at(s, 1, b"x", true));
-        assert!(stale.unwrap_err().contains("out of sequence"));
+        assert!(stale.unwrap_err().to_string().contains("out of sequence"));
         let far = router.deliver(member(2), chunk_at(s, 3 + MAX_OUT_OF_ORDER, b"x", true));
-        assert!(far.unwrap_err().contains("out of sequence"));
+        assert!(far.unwrap_err().to_string().contains("out of sequence"));
         router
             .deliver(member(2), chunk_at(s, 4, b"x", true))
             .unwrap();
         let twice = router.deliver(member(2), chunk_at(s, 4, b"x", true));
-        assert!(twice.unwrap_err().contains("twice"));
+        assert!(twice.unwrap_err().to_string().contains("twice"));
     }
 
     #[test]
@@ -344,7 +345,7 @@ mod tests {
         }
         let (at, err) = refused.expect("the total is bounded");
         assert_eq!(at, sessions, "{err}");
-        assert!(err.contains("buffered"), "{err}");
+        assert!(err.to_string().contains("buffered"), "{err}");
     }
 
     #[test]
@@ -360,6 +361,6 @@ mod tests {
         let err = router
             .deliver(member(2), chunk(SessionId([0xff; 16]), b"x", true))
             .unwrap_err();
-        assert!(err.contains("too many"), "{err}");
+        assert!(err.to_string().contains("too many"), "{err}");
     }
 }

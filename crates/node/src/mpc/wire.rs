@@ -9,6 +9,7 @@
 //! and protocol batches of tens of megabytes travel without a serialiser walking them
 //! byte by byte.
 
+use crate::error::NodeError;
 use std::fmt;
 
 /// Prefix of every MPC chunk.
@@ -110,24 +111,24 @@ fn encode(session: SessionId, seq: u64, flags: u8, data: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes a chunk; any deviation is an error naming it.
-pub fn decode_chunk(body: Vec<u8>) -> Result<Chunk, String> {
+pub fn decode_chunk(body: Vec<u8>) -> Result<Chunk, NodeError> {
     if !is_chunk(&body) {
-        return Err("not an MPC chunk (bad magic)".into());
+        return Err(NodeError::Malformed("not an MPC chunk (bad magic)".into()));
     }
     if body.len() < HEADER_LEN {
-        return Err(format!(
+        return Err(NodeError::Malformed(format!(
             "MPC chunk of {} bytes is shorter than its {HEADER_LEN}-byte header",
             body.len()
-        ));
+        )));
     }
     let flags = body[HEADER_LEN - 1];
     let valid =
         flags == 0 || flags == FLAG_LAST || (flags == FLAG_CLOSE && body.len() == HEADER_LEN);
     if !valid {
-        return Err(format!(
+        return Err(NodeError::Malformed(format!(
             "MPC chunk has invalid flags {flags:#04x} (for {} data bytes)",
             body.len() - HEADER_LEN
-        ));
+        )));
     }
     let mut session = [0u8; 16];
     session.copy_from_slice(&body[4..20]);
@@ -156,17 +157,22 @@ mod tests {
         }
         assert!(decode_chunk(b"MPC\x01short".to_vec())
             .unwrap_err()
+            .to_string()
             .contains("shorter"));
         let mut bad = encode_chunk(s, 1, true, b"x");
         bad[HEADER_LEN - 1] = 7;
-        assert!(decode_chunk(bad).unwrap_err().contains("flags"));
+        assert!(decode_chunk(bad).unwrap_err().to_string().contains("flags"));
         let close = decode_chunk(encode_close(s, 5)).unwrap();
         assert!(close.close && !close.last && close.data().is_empty() && close.seq == 5);
         let mut close_with_data = encode_close(s, 5);
         close_with_data.push(1);
-        assert!(decode_chunk(close_with_data).unwrap_err().contains("flags"));
+        assert!(decode_chunk(close_with_data)
+            .unwrap_err()
+            .to_string()
+            .contains("flags"));
         assert!(decode_chunk(b"nope".to_vec())
             .unwrap_err()
+            .to_string()
             .contains("magic"));
         assert_eq!(SessionId::parse(&s.to_string()), Some(s));
         assert_eq!(SessionId::parse("zz"), None);

@@ -56,6 +56,12 @@ pub enum PeerError {
     /// TLS configuration or handshake failure (including alerts sent by the peer).
     #[error("TLS error: {0}")]
     Tls(String),
+    /// A peer's certificate that is not X.509 DER.
+    #[error("certificate is not valid X.509 DER")]
+    CertNotX509,
+    /// A peer's certificate whose subject key is not Ed25519.
+    #[error("certificate key is not Ed25519")]
+    CertNotEd25519,
     /// Our identity could not be turned into a certificate / TLS configuration.
     #[error("invalid local peer identity: {0}")]
     Identity(String),

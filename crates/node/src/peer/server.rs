@@ -16,6 +16,7 @@
 mod admission;
 pub(crate) mod refusals;
 
+use crate::error::NodeError;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,17 +53,25 @@ const WRITE_QUEUE: usize = 256;
 
 /// Application handler for requests arriving on peer links.
 pub trait PeerHandler: Send + Sync + 'static {
-    /// Handles one request body from member `from`; the result is sent back verbatim
-    /// (`Err` arrives at the caller as [`PeerError::Remote`]).
-    fn handle(&self, from: MemberId, body: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    /// Handles one request body from member `from`; the answer is sent back verbatim, an
+    /// error as its one-line message (it arrives at the caller as [`PeerError::Remote`]).
+    fn handle(
+        &self,
+        from: MemberId,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, NodeError>>;
 }
 
 impl<F, Fut> PeerHandler for F
 where
     F: Fn(MemberId, Vec<u8>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Vec<u8>, String>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<u8>, NodeError>> + Send + 'static,
 {
-    fn handle(&self, from: MemberId, body: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    fn handle(
+        &self,
+        from: MemberId,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, NodeError>> {
         Box::pin(self(from, body))
     }
 }
@@ -264,10 +273,11 @@ async fn run_link(
             let fut = handler.handle(member, body);
             let tx = tx.clone();
             handlers.spawn(async move {
-                let result = AssertUnwindSafe(fut)
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Err("request handler panicked".to_string()));
+                // The wire carries an error as its message: the request's answer ends here.
+                let result = match AssertUnwindSafe(fut).catch_unwind().await {
+                    Ok(answer) => answer.map_err(|e| e.to_string()),
+                    Err(_) => Err("request handler panicked".to_string()),
+                };
                 drop(permit);
                 if let Some(frame) = encode_response(id, result, max) {
                     // A closed queue means the link is going away; nothing to report.

@@ -142,36 +142,25 @@ impl ResolvesClientCert for OwnCert {
     }
 }
 
-/// Why a certificate could not be turned into a member key.
-#[derive(Debug, thiserror::Error)]
-pub enum CertKeyError {
-    /// Not parseable as X.509.
-    #[error("certificate is not valid X.509 DER")]
-    BadEncoding,
-    /// The subject public key is not Ed25519.
-    #[error("certificate key is not Ed25519")]
-    NotEd25519,
-}
-
 /// Error carried inside rustls when the verifier meets a key outside the trust set.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown peer key {0}: not a current consortium member")]
 pub struct UnknownKey(pub PublicKey);
 
 /// Extracts the raw 32-byte Ed25519 key from a DER certificate's SPKI.
-pub fn ed25519_key_from_cert(cert: &CertificateDer<'_>) -> Result<PublicKey, CertKeyError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|_| CertKeyError::BadEncoding)?;
+pub fn ed25519_key_from_cert(cert: &CertificateDer<'_>) -> Result<PublicKey, PeerError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| PeerError::CertNotX509)?;
     let spki = parsed.public_key();
     if spki.algorithm.algorithm != OID_SIG_ED25519 {
-        return Err(CertKeyError::NotEd25519);
+        return Err(PeerError::CertNotEd25519);
     }
     let raw: [u8; 32] = spki
         .subject_public_key
         .data
         .as_ref()
         .try_into()
-        .map_err(|_| CertKeyError::NotEd25519)?;
+        .map_err(|_| PeerError::CertNotEd25519)?;
     Ok(PublicKey(raw))
 }
 
@@ -196,11 +185,11 @@ impl PinnedKeys {
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let key = ed25519_key_from_cert(end_entity).map_err(|e| match e {
-            CertKeyError::BadEncoding => {
+            PeerError::CertNotX509 => {
                 rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
             }
-            CertKeyError::NotEd25519 => rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(e)),
+            other => rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(other)),
             )),
         })?;
         if self.trust.contains(&key) {

@@ -1,5 +1,6 @@
 //! Raft RPCs over the peer links, and the one message enum every peer request uses.
 
+use crate::error::NodeError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,20 +77,21 @@ impl std::fmt::Display for ForwardRefusal {
     }
 }
 
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serialize(value).map_err(|e| format!("encoding a peer message failed: {e}"))
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, NodeError> {
+    bincode::serialize(value)
+        .map_err(|e| NodeError::Internal(format!("encoding a peer message failed: {e}")))
 }
 
 /// Decodes peer bytes with an allocation limit, so a hostile length prefix cannot make the
 /// node allocate more than the frame it already holds.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, NodeError> {
     use bincode::Options;
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .allow_trailing_bytes()
         .with_limit(bytes.len() as u64 + 1024)
         .deserialize(bytes)
-        .map_err(|e| format!("malformed peer message: {e}"))
+        .map_err(|e| NodeError::Malformed(format!("malformed peer message: {e}")))
 }
 
 /// Maps Raft node ids to the member ids whose links carry them.
@@ -144,8 +146,9 @@ impl PeerConnection {
         let member = self.directory.member_for_node(self.target).ok_or_else(|| {
             unreachable(format!("raft node {} is not a ledger member", self.target))
         })?;
-        let body = encode(request)
-            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
+        let body = encode(request).map_err(|e| {
+            RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+        })?;
         let reply = self
             .transport
             .request(member, body, timeout)
@@ -156,8 +159,9 @@ impl PeerConnection {
                 }
                 other => unreachable(other.to_string()),
             })?;
-        let result: Result<T, RaftError<NodeId, E>> = decode(&reply)
-            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
+        let result: Result<T, RaftError<NodeId, E>> = decode(&reply).map_err(|e| {
+            RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+        })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
