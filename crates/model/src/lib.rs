@@ -5,7 +5,7 @@
 //! - the canonical byte encoding of values and rows, and the dataset commitment built
 //!   from it ([`canonical`], `docs/FORMAT.md` §14.1);
 //! - the queries an owner runs on its own table for a joint query ([`local_query`]),
-//!   which the planner (`consort-query`) builds and the storage backends (`consort-data`)
+//!   which the planner (`consort-query`) builds and the storage backends (`consort-store`)
 //!   render into SQL.
 
 pub mod canonical;

@@ -131,6 +131,7 @@ impl Cluster {
             node.id,
             timeout,
         )
+        .map_err(|e| e.to_string())
     }
 
     /// A fresh session among the first `n` nodes, one transport per party.

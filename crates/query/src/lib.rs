@@ -9,13 +9,15 @@
 //! [`run_party`] on its own thread. What each party learns is listed in `docs/QUERY.md`.
 //!
 //! Module map:
+//! - [`attest`]: the compute nodes' co-signed `QueryResult` ([`cosign`]) and the session's
+//!   minimum group size ([`session_min_group_size`]);
 //! - [`plan`] (types, canonical hash), `parse` (sqlparser AST → plan) and `parse_expr`
 //!   (columns, aggregates, predicates, HAVING, literals);
 //! - [`policy`]: the owner's decision;
 //! - [`table`]: the revealed [`ResultTable`] and its hash;
 //! - `parse_join`: `FROM a JOIN b ON a.k = b.k`, planned as one virtual relation and split
 //!   per side ([`JoinSpec`]);
-//! - [`exec`] (roles, the entry point, raw selection, result attestation) and `exec_agg`
+//! - [`exec`] (roles, the entry point, raw selection, the share digests and result hash) and `exec_agg`
 //!   (the aggregate protocol, with the owners' encoding and the requester's decoding in
 //!   `exec_io` and its arithmetic in `exec_math`); `exec_join` (joins: PSI alignment per
 //!   pair of owners, MPC over the aligned rows, with the owners' edge in

@@ -9,6 +9,7 @@
 //! into the same inbox, so a party waiting on that peer fails at once instead of at its
 //! timeout.
 
+use crate::error::NodeError;
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -49,13 +50,14 @@ impl PeerMpcTransport {
         names: Vec<String>,
         me: MemberId,
         timeout: Duration,
-    ) -> Result<Self, String> {
-        let my_index = parties
-            .iter()
-            .position(|p| *p == me)
-            .ok_or_else(|| format!("this node ({me}) is not a party of session {session}"))?;
+    ) -> Result<Self, NodeError> {
+        let my_index = parties.iter().position(|p| *p == me).ok_or_else(|| {
+            NodeError::Rejected(format!(
+                "this node ({me}) is not a party of session {session}"
+            ))
+        })?;
         if names.len() != parties.len() {
-            return Err("one name per party is needed".into());
+            return Err(NodeError::Internal("one name per party is needed".into()));
         }
         let mut registration = router.register(session, &parties, me)?;
         let mut outboxes = HashMap::new();

@@ -73,7 +73,6 @@ pub fn start_session(
         node.me,
         timeout,
     )
-    .map_err(NodeError::Rejected)
 }
 
 /// Time allowed for any one wait on a peer, unless a request says otherwise.

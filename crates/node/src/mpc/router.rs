@@ -210,14 +210,18 @@ impl MpcRouter {
         session: SessionId,
         parties: &[MemberId],
         me: MemberId,
-    ) -> Result<Registration, String> {
+    ) -> Result<Registration, NodeError> {
         let mut all = self.lock();
         if all.ended.contains(&session) {
-            return Err(format!("MPC session {session} already ran here"));
+            return Err(NodeError::Rejected(format!(
+                "MPC session {session} already ran here"
+            )));
         }
         let slot = all.running.entry(session).or_insert_with(Slot::new);
         if slot.parties.is_some() {
-            return Err(format!("MPC session {session} is already running here"));
+            return Err(NodeError::Rejected(format!(
+                "MPC session {session} is already running here"
+            )));
         }
         // Whatever a non-party sent early is dropped, never read as a party's message.
         slot.senders.retain(|m, _| parties.contains(m));
@@ -292,7 +296,7 @@ mod tests {
         router.deliver(member(2), chunk(s, b"late", true)).unwrap();
         assert_eq!(router.session_count(), 0);
         let again = router.register(s, &[member(1), member(2), member(3)], member(1));
-        assert!(matches!(again, Err(e) if e.contains("already ran")));
+        assert!(matches!(again, Err(e) if e.to_string().contains("already ran")));
     }
 
     #[test]

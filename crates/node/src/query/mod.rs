@@ -336,10 +336,17 @@ async fn finish(
             return Err(NodeError::Internal(format!("query {query} vanished")));
         };
         if let Some((result, result_tx)) = &entry.result {
-            if let QueryOutcome::Revealed { result_hash, .. } = &result.outcome {
-                if *result_hash != table.hash() {
+            match &result.outcome {
+                QueryOutcome::Revealed { result_hash, .. } if *result_hash != table.hash() => {
                     return Err(NodeError::Rejected(format!(
                         "the attested result hash {result_hash} does not match the revealed table"
+                    )));
+                }
+                QueryOutcome::Revealed { .. } => {}
+                // A table that the ledger does not attest is not an answer.
+                QueryOutcome::Failed { reason } => {
+                    return Err(NodeError::PeersFailed(format!(
+                        "query {query} failed: {reason}"
                     )));
                 }
             }
