@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub mod local_query;
+pub mod scalar;
 pub mod value;
 
 pub use value::{Column, ColumnType, Row, Schema, Value};

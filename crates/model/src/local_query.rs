@@ -4,6 +4,7 @@
 //! Every backend renders these into its own SQL with column names quoted and every literal
 //! bound as a parameter, never spliced, so identifiers and values from a query are data.
 
+use crate::scalar::Derived;
 use crate::value::Value;
 
 /// A comparison operator.
@@ -80,8 +81,11 @@ pub enum LocalAggregate {
 /// Result rows hold the group values (in `group_by` order) then the aggregates, sorted by
 /// the group values (NULL first). Without `group_by` there is exactly one row, even over
 /// no rows (counts 0, other aggregates NULL).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LocalAggregateQuery {
+    /// Columns the store computes first ([`crate::scalar`]); the filter, groups and
+    /// aggregates may name them like the table's own.
+    pub derived: Vec<Derived>,
     pub filter: Option<Predicate>,
     pub group_by: Vec<String>,
     pub aggregates: Vec<LocalAggregate>,
@@ -94,6 +98,9 @@ pub struct LocalAggregateQuery {
 /// becomes a secret 0/1 per row instead of dropping rows before the intersection.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LocalSelect {
+    /// Columns the store computes first ([`crate::scalar`]); `columns`, `filter` and
+    /// `mask` may name them like the table's own.
+    pub derived: Vec<Derived>,
     pub columns: Vec<String>,
     pub filter: Option<Predicate>,
     pub mask: Option<Predicate>,

@@ -8,6 +8,7 @@
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::DecodeError;
 use consort_model::local_query::{CmpOp, Predicate};
+use consort_model::scalar::{ArithOp, DatePart, Derived, ScalarExpr};
 use consort_model::Value;
 
 pub(crate) use consort_model::canonical::{read_value as get_value, write_value as put_value};
@@ -99,3 +100,104 @@ pub(crate) fn put_predicate(w: &mut Writer, p: &Predicate) {
 /// The order of group keys, ORDER BY and join keys: the model's one order on values
 /// (`consort_model::value::compare_values`), which the stores use too.
 pub(crate) use consort_model::value::{compare_rows as cmp_rows, compare_values as cmp_values};
+
+/// A derived column: its name, then its expression (a tag per node, operands after).
+pub(crate) fn put_derived(w: &mut Writer, d: &Derived) {
+    w.string(&d.name);
+    put_scalar(w, &d.expr);
+}
+
+fn put_scalar(w: &mut Writer, e: &ScalarExpr) {
+    match e {
+        ScalarExpr::Column(name) => {
+            w.u8(0).string(name);
+        }
+        ScalarExpr::Literal { value, ty } => {
+            w.u8(1).string(ty.as_str());
+            put_value(w, value);
+        }
+        ScalarExpr::Arith { op, left, right } => {
+            let code = match op {
+                ArithOp::Add => 0,
+                ArithOp::Sub => 1,
+                ArithOp::Mul => 2,
+                ArithOp::Div => 3,
+                ArithOp::Rem => 4,
+            };
+            w.u8(2).u8(code);
+            put_scalar(w, left);
+            put_scalar(w, right);
+        }
+        ScalarExpr::Negate(x) => {
+            w.u8(3);
+            put_scalar(w, x);
+        }
+        ScalarExpr::Concat(l, r) => {
+            w.u8(4);
+            put_scalar(w, l);
+            put_scalar(w, r);
+        }
+        ScalarExpr::Compare { op, left, right } => {
+            w.u8(5).u8(cmp_code(*op));
+            put_scalar(w, left);
+            put_scalar(w, right);
+        }
+        ScalarExpr::And(parts) | ScalarExpr::Or(parts) | ScalarExpr::Coalesce(parts) => {
+            let tag = match e {
+                ScalarExpr::And(_) => 6,
+                ScalarExpr::Or(_) => 7,
+                _ => 8,
+            };
+            w.u8(tag).length_prefix(parts.len());
+            for p in parts {
+                put_scalar(w, p);
+            }
+        }
+        ScalarExpr::Not(x) => {
+            w.u8(9);
+            put_scalar(w, x);
+        }
+        ScalarExpr::IsNull { expr, negated } => {
+            w.u8(10).bool(*negated);
+            put_scalar(w, expr);
+        }
+        ScalarExpr::Case { whens, otherwise } => {
+            w.u8(11).length_prefix(whens.len());
+            for (c, v) in whens {
+                put_scalar(w, c);
+                put_scalar(w, v);
+            }
+            w.option(otherwise.as_deref(), put_scalar);
+        }
+        ScalarExpr::NullIf(a, b) => {
+            w.u8(12);
+            put_scalar(w, a);
+            put_scalar(w, b);
+        }
+        ScalarExpr::Abs(x) => {
+            w.u8(13);
+            put_scalar(w, x);
+        }
+        ScalarExpr::ToFloat(x) => {
+            w.u8(14);
+            put_scalar(w, x);
+        }
+        ScalarExpr::IntegerToText(x) => {
+            w.u8(15);
+            put_scalar(w, x);
+        }
+        ScalarExpr::Extract { part, expr } => {
+            let code = match part {
+                DatePart::Year => 0,
+                DatePart::Quarter => 1,
+                DatePart::Month => 2,
+                DatePart::Day => 3,
+                DatePart::DayOfWeek => 4,
+                DatePart::DayOfYear => 5,
+                DatePart::Hour => 6,
+            };
+            w.u8(16).u8(code);
+            put_scalar(w, expr);
+        }
+    }
+}

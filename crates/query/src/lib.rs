@@ -37,6 +37,7 @@ mod exec_math;
 mod exec_top;
 mod parse;
 mod parse_expr;
+mod parse_scalar;
 mod parse_join;
 pub mod plan;
 pub mod policy;

@@ -16,7 +16,8 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 use crate::error::QueryError;
-use crate::parse_expr::{expr_kind, number, Ctx};
+use crate::parse_expr::{contains_aggregate_call, expr_kind, number, Ctx};
+use crate::parse_scalar::is_scalar_function;
 use crate::plan::{Catalog, LocalWork, OrderKey, OutputColumn, OutputExpr, Plan};
 
 pub(crate) type R<T> = Result<T, QueryError>;
@@ -212,15 +213,6 @@ fn limit_of(q: &Query) -> R<Option<u64>> {
     }
 }
 
-fn contains_aggregate(e: &Expr) -> bool {
-    match e {
-        Expr::Function(_) => true,
-        Expr::Nested(i) => contains_aggregate(i),
-        Expr::BinaryOp { left, right, .. } => contains_aggregate(left) || contains_aggregate(right),
-        Expr::UnaryOp { expr, .. } => contains_aggregate(expr),
-        _ => false,
-    }
-}
 
 pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
     let mut stmts = Parser::parse_sql(&GenericDialect {}, sql)
@@ -288,6 +280,43 @@ fn single_source<'a>(sel: &Select, catalog: &'a Catalog) -> R<Source<'a>> {
     resolve_source(name, catalog)
 }
 
+/// What a GROUP BY item groups by: a column, a SELECT alias (when no column has that
+/// name), a SELECT position (`GROUP BY 1`), or an expression.
+fn group_target<'e>(
+    g: &'e Expr,
+    items: &[(&'e Expr, Option<&Ident>)],
+    cx: &Ctx<'_>,
+) -> R<&'e Expr> {
+    if let Some(n) = number(g) {
+        let item = n
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| items.get(i));
+        return match item {
+            Some((e, _)) if contains_aggregate_call(e) => Err(QueryError::Invalid(format!(
+                "GROUP BY {n} refers to an aggregate"
+            ))),
+            Some((e, _)) => Ok(e),
+            None => Err(QueryError::Invalid(format!(
+                "GROUP BY {n}: the SELECT list has {} columns",
+                items.len()
+            ))),
+        };
+    }
+    if let Expr::Identifier(i) = g {
+        if cx.src.schema.index_of(&i.value).is_none() {
+            if let Some((e, _)) = items
+                .iter()
+                .find(|(_, alias)| alias.is_some_and(|a| a.value == i.value))
+            {
+                return Ok(e);
+            }
+        }
+    }
+    Ok(g)
+}
+
 fn plan_select(
     sql: &str,
     q: &Query,
@@ -299,6 +328,7 @@ fn plan_select(
         src: &src,
         uses: BTreeMap::new(),
         aggs: Vec::new(),
+        derived: Vec::new(),
     };
     let filter = sel
         .selection
@@ -314,20 +344,6 @@ fn plan_select(
             exprs
         }
     };
-    let mut group_by: Vec<String> = Vec::new();
-    for g in group_exprs {
-        let (c, _) = match g {
-            Expr::Identifier(_) | Expr::Nested(_) => cx.column_expr(g, Permission::Group)?,
-            Expr::Value(_) => return unsupported("GROUP BY position"),
-            other => return unsupported(format!("{} in GROUP BY", expr_kind(other))),
-        };
-        if group_by.contains(&c) {
-            return Err(QueryError::Invalid(format!(
-                "column {c:?} appears twice in GROUP BY"
-            )));
-        }
-        group_by.push(c);
-    }
     let mut items: Vec<(&Expr, Option<&Ident>)> = Vec::new();
     for it in &sel.projection {
         match it {
@@ -337,9 +353,20 @@ fn plan_select(
             SelectItem::QualifiedWildcard(k, _) => return unsupported(format!("SELECT {k}")),
         }
     }
+    let mut group_by: Vec<String> = Vec::new();
+    for g in group_exprs {
+        let expr = group_target(g, &items, &cx)?;
+        let (c, _) = cx.value_column(expr, Permission::Group)?;
+        if group_by.contains(&c) {
+            return Err(QueryError::Invalid(format!(
+                "{g} appears twice in GROUP BY"
+            )));
+        }
+        group_by.push(c);
+    }
     let aggregate_query = !group_by.is_empty()
         || sel.having.is_some()
-        || items.iter().any(|(e, _)| contains_aggregate(e));
+        || items.iter().any(|(e, _)| contains_aggregate_call(e));
     let limit = limit_of(q)?;
     let mut output = Vec::new();
     let mut select_cols: Vec<String> = Vec::new();
@@ -368,11 +395,38 @@ fn plan_select(
                     (OutputExpr::Column(k), i.value.clone())
                 }
             }
-            Expr::Function(f) if aggregate_query => {
+            Expr::Function(f) if aggregate_query && !is_scalar_function(f) => {
                 let (spec, text) = cx.aggregate(f)?;
                 (OutputExpr::Agg(cx.agg_index(spec)), text)
             }
-            other => return unsupported(format!("{} in SELECT", expr_kind(other))),
+            other if contains_aggregate_call(other) => {
+                return unsupported(format!(
+                    "`{other}` in SELECT (arithmetic over aggregates is not supported yet)"
+                ))
+            }
+            // A row expression: a group key, or (in a selection) a computed column.
+            other if aggregate_query => {
+                let (c, _) = cx.value_column(other, Permission::Group)?;
+                match group_by.iter().position(|g| *g == c) {
+                    Some(k) => (OutputExpr::Key(k), other.to_string()),
+                    None => {
+                        return Err(QueryError::Invalid(format!(
+                            "`{other}` must appear in GROUP BY or inside an aggregate"
+                        )))
+                    }
+                }
+            }
+            other => {
+                let (c, _) = cx.value_column(other, Permission::Plain)?;
+                let k = match select_cols.iter().position(|s| *s == c) {
+                    Some(k) => k,
+                    None => {
+                        select_cols.push(c);
+                        select_cols.len() - 1
+                    }
+                };
+                (OutputExpr::Column(k), other.to_string())
+            }
         };
         output.push(OutputColumn {
             name: alias.map(|a| a.value.clone()).unwrap_or(text),
@@ -417,12 +471,32 @@ fn plan_select(
                         )));
                     }
                 }
-                Expr::Function(f) if aggregate_query => {
+                Expr::Function(f) if aggregate_query && !is_scalar_function(f) => {
                     let (spec, _) = cx.aggregate(f)?;
                     OutputExpr::Agg(cx.agg_index(spec))
                 }
-                e if number(e).is_some() => return unsupported("ORDER BY position"),
-                other => return unsupported(format!("{} in ORDER BY", expr_kind(other))),
+                e if number(e).is_some() => {
+                    let n = number(e).and_then(|n| n.parse::<usize>().ok());
+                    match n.and_then(|n| n.checked_sub(1)).and_then(|i| output.get(i)) {
+                        Some(out) => out.expr,
+                        None => {
+                            return Err(QueryError::Invalid(format!(
+                                "ORDER BY {e}: the SELECT list has {} columns",
+                                output.len()
+                            )))
+                        }
+                    }
+                }
+                // An expression that is in the SELECT list orders by that column.
+                other => match items.iter().position(|(e, _)| e.to_string() == other.to_string()) {
+                    Some(i) => output[i].expr,
+                    None => {
+                        return unsupported(format!(
+                            "{} in ORDER BY (order by a selected column, its alias or position)",
+                            expr_kind(other)
+                        ))
+                    }
+                },
             };
             order_by.push(OrderKey {
                 target,
@@ -441,12 +515,14 @@ fn plan_select(
             }
         }
         LocalWork::Aggregate(LocalAggregateQuery {
+            derived: cx.derived.clone(),
             filter,
             group_by,
             aggregates: partials,
         })
     } else {
         LocalWork::Select(LocalSelect {
+            derived: cx.derived.clone(),
             columns: select_cols,
             filter,
             mask: None,
@@ -462,6 +538,9 @@ fn plan_select(
         })
         .collect();
     datasets.sort_by(|a, b| (a.owner, &a.name).cmp(&(b.owner, &b.name)));
+    if join_from.is_some() && !cx.derived.is_empty() {
+        return unsupported("expressions in a JOIN query");
+    }
     let plan = Plan {
         sql: sql.to_string(),
         datasets,

@@ -58,6 +58,8 @@ pub(crate) struct Ctx<'a> {
     pub src: &'a Source<'a>,
     pub uses: BTreeMap<String, BTreeSet<Permission>>,
     pub aggs: Vec<AggSpec>,
+    /// Expressions the owners compute as extra columns (`parse_scalar`).
+    pub derived: Vec<consort_model::scalar::Derived>,
 }
 
 impl Ctx<'_> {
@@ -152,14 +154,14 @@ impl Ctx<'_> {
             FunctionArgExpr::Wildcard => unsupported(format!("{fname}(*)")),
             FunctionArgExpr::QualifiedWildcard(n) => unsupported(format!("{fname}({n}.*)")),
             FunctionArgExpr::Expr(e) => {
-                let ident = match e {
-                    Expr::Identifier(i) => i,
-                    Expr::Function(_) => {
-                        return unsupported(format!("nested aggregate or function in {fname}"))
-                    }
-                    other => return unsupported(format!("{} inside {fname}", expr_kind(other))),
+                if contains_aggregate_call(e) {
+                    return unsupported(format!("nested aggregate in {fname}"));
+                }
+                let (col, ty) = match e {
+                    Expr::Identifier(i) => self.column(i)?,
+                    // An expression: the owners compute it as a derived column.
+                    e => self.value_column(e, Permission::Aggregate)?,
                 };
-                let (col, ty) = self.column(ident)?;
                 let numeric = matches!(ty, ColumnType::Integer | ColumnType::Float);
                 if !numeric && !matches!(func, AggFunc::Count) {
                     return match func {
@@ -178,7 +180,7 @@ impl Ctx<'_> {
                         column: Some(col),
                         column_type: ty,
                     },
-                    format!("{fname}({ident})"),
+                    format!("{fname}({e})"),
                 ))
             }
         }
@@ -220,20 +222,22 @@ impl Ctx<'_> {
                     let Some(op) = cmp_op(op) else {
                         return unsupported(expr_kind(e));
                     };
-                    let (col_e, lit_e, op) = if is_column(left) {
+                    let (subject, lit_e, op) = if is_literal(right) {
                         (left, right, op)
-                    } else if is_column(right) {
+                    } else if is_literal(left) {
                         (right, left, flip(op))
                     } else {
-                        return unsupported(format!(
-                            "comparison `{e}` (one side must be a column, the other a literal)"
-                        ));
+                        // Columns or expressions on both sides: the owner computes the
+                        // comparison itself as a boolean column.
+                        let (column, _) = self.value_column(e, Permission::Filter)?;
+                        return Ok(Predicate::Compare {
+                            column,
+                            op: CmpOp::Eq,
+                            value: Value::Boolean(true),
+                        });
                     };
-                    if is_column(lit_e) {
-                        return unsupported(format!("comparison of two columns `{e}`"));
-                    }
-                    let (column, ty) = self.column_expr(col_e, Permission::Filter)?;
-                    let value = literal(lit_e, ty, &column)?;
+                    let (column, ty) = self.value_column(subject, Permission::Filter)?;
+                    let value = literal(lit_e, ty, &column_label(&column, subject))?;
                     Ok(Predicate::Compare { column, op, value })
                 }
             },
@@ -246,7 +250,7 @@ impl Ctx<'_> {
                 list,
                 negated,
             } => {
-                let (column, ty) = self.column_expr(expr, Permission::Filter)?;
+                let (column, ty) = self.value_column(expr, Permission::Filter)?;
                 if list.is_empty() {
                     return Err(QueryError::Invalid("empty IN list".into()));
                 }
@@ -266,7 +270,7 @@ impl Ctx<'_> {
                 low,
                 high,
             } => {
-                let (column, ty) = self.column_expr(expr, Permission::Filter)?;
+                let (column, ty) = self.value_column(expr, Permission::Filter)?;
                 Ok(Predicate::Between {
                     low: literal(low, ty, &column)?,
                     high: literal(high, ty, &column)?,
@@ -287,7 +291,7 @@ impl Ctx<'_> {
                 if escape_char.is_some() {
                     return unsupported("LIKE … ESCAPE");
                 }
-                let (column, ty) = self.column_expr(expr, Permission::Filter)?;
+                let (column, ty) = self.value_column(expr, Permission::Filter)?;
                 if ty != ColumnType::Text {
                     return Err(QueryError::Type(format!(
                         "LIKE on {ty} column {column:?} (text only)"
@@ -303,16 +307,27 @@ impl Ctx<'_> {
                 })
             }
             Expr::IsNull(x) | Expr::IsNotNull(x) => {
-                let (column, _) = self.column_expr(x, Permission::Filter)?;
+                let (column, _) = self.value_column(x, Permission::Filter)?;
                 Ok(Predicate::IsNull {
                     column,
                     negated: matches!(e, Expr::IsNotNull(_)),
                 })
             }
-            Expr::Identifier(i) => unsupported(format!(
-                "bare column {i} as a condition (compare it, e.g. {i} = TRUE)"
-            )),
-            other => unsupported(format!("{} in WHERE", expr_kind(other))),
+            // Any other boolean expression (a boolean column, CASE, …): the owner computes
+            // it and keeps the rows where it is true.
+            other => {
+                let (column, ty) = self.value_column(other, Permission::Filter)?;
+                if ty != ColumnType::Boolean {
+                    return Err(QueryError::Type(format!(
+                        "WHERE {other}: a {ty} value is not a condition"
+                    )));
+                }
+                Ok(Predicate::Compare {
+                    column,
+                    op: CmpOp::Eq,
+                    value: Value::Boolean(true),
+                })
+            }
         }
     }
 
@@ -384,13 +399,71 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn is_column(e: &Expr) -> bool {
+/// A literal where a comparison expects one (a number, string, boolean, NULL or typed
+/// string such as `DATE '2024-01-01'`).
+pub(crate) fn is_literal(e: &Expr) -> bool {
+    number(e).is_some()
+        || match e {
+            Expr::Value(_) | Expr::TypedString { .. } => true,
+            Expr::Nested(i) => is_literal(i),
+            _ => false,
+        }
+}
+
+/// How a compared value is named in errors: its column, or the expression's text.
+pub(crate) fn column_label(column: &str, e: &Expr) -> String {
+    if column.starts_with(consort_model::scalar::DERIVED_PREFIX) {
+        format!("{e}")
+    } else {
+        column.to_string()
+    }
+}
+
+/// Whether `e` calls an aggregate anywhere (scalar functions do not count).
+pub(crate) fn contains_aggregate_call(e: &Expr) -> bool {
     match e {
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
-        Expr::Nested(i) => is_column(i),
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_uppercase();
+            let aggregate = matches!(
+                name.as_str(),
+                "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "VAR_POP" | "STDDEV_POP"
+            ) || f.over.is_some();
+            aggregate
+                || match &f.args {
+                    FunctionArguments::List(l) => l.args.iter().any(|a| {
+                        matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) if contains_aggregate_call(x))
+                    }),
+                    _ => false,
+                }
+        }
+        Expr::Nested(i) | Expr::UnaryOp { expr: i, .. } => contains_aggregate_call(i),
+        Expr::Cast { expr, .. } | Expr::Extract { expr, .. } => contains_aggregate_call(expr),
+        Expr::IsNull(x) | Expr::IsNotNull(x) => contains_aggregate_call(x),
+        Expr::BinaryOp { left, right, .. } => {
+            contains_aggregate_call(left) || contains_aggregate_call(right)
+        }
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            operand.as_deref().is_some_and(contains_aggregate_call)
+                || conditions
+                    .iter()
+                    .any(|w| contains_aggregate_call(&w.condition) || contains_aggregate_call(&w.result))
+                || else_result.as_deref().is_some_and(contains_aggregate_call)
+        }
+        Expr::InList { expr, list, .. } => {
+            contains_aggregate_call(expr) || list.iter().any(contains_aggregate_call)
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => contains_aggregate_call(expr) || contains_aggregate_call(low) || contains_aggregate_call(high),
         _ => false,
     }
 }
+
 
 pub(crate) fn cmp_op(op: &BinaryOperator) -> Option<CmpOp> {
     Some(match op {

@@ -16,7 +16,7 @@ use consort_model::local_query::{
 };
 use consort_model::{ColumnType, Schema};
 
-use crate::canon::{cmp_code, put_predicate};
+use crate::canon::{cmp_code, put_derived, put_predicate};
 use crate::error::QueryError;
 
 /// Fractional bits of the fixed-point encoding of sums, means, variances, min and max.
@@ -183,6 +183,7 @@ impl JoinSide {
         let mut columns = vec![self.key.clone()];
         columns.extend(self.columns.iter().cloned());
         LocalSelect {
+            derived: Vec::new(),
             columns,
             filter: None,
             mask: self.filter.clone(),
@@ -301,7 +302,14 @@ impl Plan {
         });
         match &self.local {
             LocalWork::Aggregate(q) => {
-                w.u8(0);
+                // Tags 2 and 3 mark local work with derived columns, so a plan without
+                // expressions keeps the bytes (and hash) it had before they existed.
+                if q.derived.is_empty() {
+                    w.u8(0);
+                } else {
+                    w.u8(2);
+                    w.list(&q.derived, put_derived);
+                }
                 w.option(q.filter.as_ref(), put_predicate);
                 w.list(&q.group_by, |w, g| {
                     w.string(g);
@@ -319,7 +327,12 @@ impl Plan {
                 });
             }
             LocalWork::Select(s) => {
-                w.u8(1);
+                if s.derived.is_empty() {
+                    w.u8(1);
+                } else {
+                    w.u8(3);
+                    w.list(&s.derived, put_derived);
+                }
                 w.option(s.filter.as_ref(), put_predicate);
                 w.list(&s.columns, |w, c| {
                     w.string(c);

@@ -133,6 +133,34 @@ fn cases() -> Vec<Case> {
             raw: true,
             ..case("region, amount, qty")
         },
+        // Row expressions (docs/QUERY.md §1.1), which SQLite evaluates with the same
+        // semantics: inside aggregates, in WHERE, in GROUP BY by expression and position.
+        Case {
+            group: Some("region"),
+            ..case("region, SUM(CASE WHEN qty > 0 THEN 1 ELSE 0 END) AS pos, AVG(amount * 2 - qty) AS e, SUM(qty / 3) AS t")
+        },
+        Case {
+            group: Some("year % 2"),
+            ..case("year % 2 AS parity, COUNT(*) AS n, SUM(COALESCE(qty, -1) * 2) AS s")
+        },
+        Case {
+            filter: Some("amount - qty > 10 AND COALESCE(note, 'none') <> 'xx'"),
+            ..case("COUNT(*) AS n, SUM(ABS(qty)) AS a, MAX(-amount) AS m")
+        },
+        Case {
+            group: Some("1"),
+            ..case("CASE WHEN amount >= 50 THEN 'high' WHEN amount < 0 THEN 'neg' ELSE 'low' END AS band, COUNT(*) AS n, MIN(qty % 4) AS m")
+        },
+        Case {
+            group: Some("region"),
+            order: Some("2 DESC, 1"),
+            ..case("region, COUNT(NULLIF(note, 'x1')) AS n")
+        },
+        Case {
+            filter: Some("NULLIF(qty, 0) IS NOT NULL AND year + qty > 2030"),
+            raw: true,
+            ..case("region || '-' || CAST(year AS TEXT) AS tag, qty * 2 AS dq, amount / 2")
+        },
         Case {
             filter: Some("note IS NOT NULL"),
             order: Some("amount DESC, region, qty"),

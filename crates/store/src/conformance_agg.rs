@@ -22,6 +22,7 @@ pub(super) fn assert_table(be: &str, what: &str, got: &[Row], want: &[Row]) {
 
 pub(super) fn agg(filter: Option<P>, group_by: &[&str], aggregates: Vec<A>) -> LocalAggregateQuery {
     LocalAggregateQuery {
+        derived: Vec::new(),
         filter,
         group_by: group_by.iter().map(|g| g.to_string()).collect(),
         aggregates,

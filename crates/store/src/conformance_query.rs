@@ -163,6 +163,7 @@ pub(super) async fn ids(
     filter: Option<P>,
 ) -> Vec<i64> {
     let q = LocalSelect {
+        derived: Vec::new(),
         columns: vec!["id".into()],
         filter: filter.clone(),
         mask: None,
@@ -183,6 +184,7 @@ pub(super) async fn ids(
         // exactly the rows the filter keeps.
         let outer = cmp("id", CmpOp::NotEq, i(2));
         let q = LocalSelect {
+            derived: Vec::new(),
             columns: vec!["id".into()],
             filter: Some(outer),
             mask: Some(p.clone()),
@@ -333,6 +335,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     }
     // No filter: every row, in row-number order, all columns typed.
     let all = LocalSelect {
+        derived: Vec::new(),
         columns: s.names().iter().map(|n| n.to_string()).collect(),
         filter: None,
         mask: None,
@@ -342,6 +345,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     assert_table(be, "select all", &got, &want);
     // Chosen columns, repeated and reordered, and no columns at all.
     let q = LocalSelect {
+        derived: Vec::new(),
         columns: vec!["born".into(), "id".into(), "born".into()],
         filter: Some(cmp("id", LtEq, i(2))),
         mask: None,
@@ -357,6 +361,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
         ],
     );
     let q = LocalSelect {
+        derived: Vec::new(),
         columns: vec![],
         filter: Some(cmp("id", LtEq, i(2))),
         mask: None,
@@ -368,6 +373,7 @@ async fn predicates(store: &dyn DatasetStore, tb: &str, s: &Schema) {
 async fn errors(store: &dyn DatasetStore, tb: &str, s: &Schema) {
     let be = store.backend();
     let sel = |filter: P| LocalSelect {
+        derived: Vec::new(),
         columns: vec!["id".into()],
         filter: Some(filter),
         mask: None,
@@ -376,6 +382,7 @@ async fn errors(store: &dyn DatasetStore, tb: &str, s: &Schema) {
         sel(cmp("nope", CmpOp::Eq, i(1))),
         sel(cmp("ID", CmpOp::Eq, i(1))),
         LocalSelect {
+            derived: Vec::new(),
             columns: vec!["id".into(), "x\"; DROP TABLE t; --".into()],
             filter: None,
             mask: None,
@@ -564,6 +571,7 @@ async fn injection(store: &dyn DatasetStore, p: &str) {
         .expect("load injection table");
     for (k, e) in evil.iter().enumerate() {
         let q = LocalSelect {
+            derived: Vec::new(),
             columns: vec![names[1].into(), names[0].into()],
             filter: Some(P::And(vec![
                 cmp(names[0], CmpOp::Eq, t(e)),

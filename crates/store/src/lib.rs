@@ -71,6 +71,8 @@
 mod local_check;
 mod local_eval;
 mod local_sql;
+mod scalar_eval;
+mod scalar_sql;
 mod memory;
 mod mysql;
 mod mysql_load;
@@ -79,6 +81,7 @@ mod prefetch;
 mod rules;
 mod sql;
 mod sqlite;
+mod sqlite_functions;
 mod sqlite_insert;
 mod sqlite_load;
 mod sqlite_text;
@@ -90,6 +93,8 @@ pub mod conformance;
 mod conformance_agg;
 #[cfg(any(test, feature = "testing"))]
 mod conformance_data;
+#[cfg(any(test, feature = "testing"))]
+mod conformance_expr;
 #[cfg(any(test, feature = "testing"))]
 mod conformance_query;
 

@@ -17,6 +17,7 @@ use super::StoreError;
 use consort_model::local_query::{
     CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect, Predicate,
 };
+use consort_model::scalar::{extend_schema, Derived, ScalarExpr};
 use consort_model::value::{ColumnType, Row, Schema, Value};
 
 /// Deepest nesting of `AND`/`OR`/`NOT` accepted.
@@ -59,6 +60,8 @@ pub(crate) enum Agg {
 /// A checked aggregate query.
 #[derive(Debug, Clone)]
 pub(crate) struct AggQuery {
+    /// Computed before everything else; their columns follow the table's in `Col::index`.
+    pub derived: Vec<Derived>,
     pub filter: Option<Pred>,
     pub group_by: Vec<Col>,
     pub aggregates: Vec<Agg>,
@@ -67,6 +70,8 @@ pub(crate) struct AggQuery {
 /// A checked selection.
 #[derive(Debug, Clone)]
 pub(crate) struct SelectQuery {
+    /// As in [`AggQuery::derived`].
+    pub derived: Vec<Derived>,
     pub columns: Vec<Col>,
     pub filter: Option<Pred>,
     pub mask: Option<Pred>,
@@ -209,6 +214,59 @@ impl Checker<'_> {
         })
     }
 
+    /// Checks the literals of a derived column's expression (their types were checked by
+    /// `extend_schema`), counting them against [`MAX_LITERALS`].
+    fn expr_literals(&mut self, d: &Derived) -> Result<(), StoreError> {
+        let mut stack = vec![&d.expr];
+        while let Some(e) = stack.pop() {
+            match e {
+                ScalarExpr::Literal { value: Value::Null, .. } | ScalarExpr::Column(_) => {}
+                ScalarExpr::Literal { value, ty } => {
+                    let col = Col {
+                        index: 0,
+                        name: d.name.clone(),
+                        ty: *ty,
+                    };
+                    self.literal(&col, value)?;
+                }
+                ScalarExpr::Arith { left, right, .. }
+                | ScalarExpr::Compare { left, right, .. }
+                | ScalarExpr::Concat(left, right)
+                | ScalarExpr::NullIf(left, right) => {
+                    stack.push(left);
+                    stack.push(right);
+                }
+                ScalarExpr::Negate(e)
+                | ScalarExpr::Abs(e)
+                | ScalarExpr::Not(e)
+                | ScalarExpr::ToFloat(e)
+                | ScalarExpr::IntegerToText(e)
+                | ScalarExpr::IsNull { expr: e, .. }
+                | ScalarExpr::Extract { expr: e, .. } => stack.push(e),
+                ScalarExpr::And(parts) | ScalarExpr::Or(parts) | ScalarExpr::Coalesce(parts) => {
+                    stack.extend(parts.iter())
+                }
+                ScalarExpr::Case { whens, otherwise } => {
+                    for (c, v) in whens {
+                        stack.push(c);
+                        stack.push(v);
+                    }
+                    if let Some(e) = otherwise {
+                        stack.push(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn derived(&mut self, derived: &[Derived]) -> Result<(), StoreError> {
+        for d in derived {
+            self.expr_literals(d)?;
+        }
+        Ok(())
+    }
+
     fn filter(&mut self, f: &Option<Predicate>) -> Result<Option<Pred>, StoreError> {
         f.as_ref().map(|p| self.pred(p, 0)).transpose()
     }
@@ -231,11 +289,13 @@ pub(crate) fn check_aggregate(
     schema: &Schema,
     q: &LocalAggregateQuery,
 ) -> Result<AggQuery, StoreError> {
+    let full = extend_schema(schema, &q.derived).map_err(|e| invalid(table, e))?;
     let mut ck = Checker {
         table,
-        schema,
+        schema: &full,
         literals: 0,
     };
+    ck.derived(&q.derived)?;
     let group_by = q
         .group_by
         .iter()
@@ -257,6 +317,7 @@ pub(crate) fn check_aggregate(
         .collect::<Result<_, StoreError>>()?;
     let filter = ck.filter(&q.filter)?;
     Ok(AggQuery {
+        derived: q.derived.clone(),
         filter,
         group_by,
         aggregates,
@@ -269,11 +330,13 @@ pub(crate) fn check_select(
     schema: &Schema,
     q: &LocalSelect,
 ) -> Result<SelectQuery, StoreError> {
+    let full = extend_schema(schema, &q.derived).map_err(|e| invalid(table, e))?;
     let mut ck = Checker {
         table,
-        schema,
+        schema: &full,
         literals: 0,
     };
+    ck.derived(&q.derived)?;
     let columns = q
         .columns
         .iter()
@@ -282,6 +345,7 @@ pub(crate) fn check_select(
     let filter = ck.filter(&q.filter)?;
     let mask = ck.filter(&q.mask)?;
     Ok(SelectQuery {
+        derived: q.derived.clone(),
         columns,
         filter,
         mask,

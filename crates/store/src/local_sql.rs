@@ -28,6 +28,7 @@ use super::local_check::{self, Agg, AggQuery, Col, Pred, SelectQuery};
 use super::rules::{self, ROW_COLUMN};
 use super::StoreError;
 use consort_model::local_query::{CmpOp, LocalAggregateQuery, LocalSelect};
+use consort_model::scalar::Derived;
 use consort_model::value::{ColumnType, Row, Schema, Value};
 
 /// Which SQL backend a statement is for.
@@ -60,10 +61,10 @@ pub(crate) struct Statement {
     pub outputs: Vec<Out>,
 }
 
-struct Renderer {
-    flavor: Flavor,
+pub(crate) struct Renderer {
+    pub(crate) flavor: Flavor,
     quote: fn(&str) -> String,
-    sql: String,
+    pub(crate) sql: String,
     params: Vec<Value>,
 }
 
@@ -81,8 +82,38 @@ impl Renderer {
         }
     }
 
-    fn q(&self, name: &str) -> String {
+    pub(crate) fn q(&self, name: &str) -> String {
         (self.quote)(name)
+    }
+
+    /// Binds a value of a row expression and writes its placeholder (text stays text:
+    /// comparisons wrap their operands themselves).
+    pub(crate) fn plain_param(&mut self, v: Value) {
+        self.params.push(v);
+        if self.flavor == Flavor::Postgres {
+            let _ = write!(self.sql, "${}", self.params.len());
+        } else {
+            self.sql.push('?');
+        }
+    }
+
+    /// `FROM table`, or, with derived columns, `FROM (SELECT *, expr AS name … FROM
+    /// table) AS t`, so that everything after may name them like the table's own.
+    fn from(&mut self, table: &str, schema: &Schema, derived: &[Derived]) {
+        let t = self.q(table);
+        if derived.is_empty() {
+            let _ = write!(self.sql, " FROM {t}");
+            return;
+        }
+        self.sql.push_str(" FROM (SELECT *");
+        for d in derived {
+            self.sql.push_str(", ");
+            self.scalar(&d.expr, schema);
+            let name = self.q(&d.name);
+            let _ = write!(self.sql, " AS {name}");
+        }
+        let alias = self.q("_consort_t");
+        let _ = write!(self.sql, " FROM {t}) AS {alias}");
     }
 
     /// A column as compared and grouped: code-point order for text.
@@ -263,7 +294,7 @@ pub(crate) fn prepare_aggregate(
 ) -> Result<(Statement, usize), StoreError> {
     rules::validate_table_name(table)?;
     let q = local_check::check_aggregate(table, schema, query)?;
-    Ok((aggregate(flavor, table, &q), q.group_by.len()))
+    Ok((aggregate(flavor, table, schema, &q), q.group_by.len()))
 }
 
 /// Puts the fetched group rows in the canonical order and checks them.
@@ -287,12 +318,12 @@ pub(crate) fn prepare_select(
 ) -> Result<Statement, StoreError> {
     rules::validate_table_name(table)?;
     let q = local_check::check_select(table, schema, query)?;
-    Ok(select(flavor, table, &q))
+    Ok(select(flavor, table, schema, &q))
 }
 
 /// `SELECT groups…, aggregates… FROM table [WHERE …] [GROUP BY groups…]`. When the
 /// query has neither groups nor aggregates, a `COUNT(*)` is selected and not decoded.
-pub(crate) fn aggregate(flavor: Flavor, table: &str, q: &AggQuery) -> Statement {
+pub(crate) fn aggregate(flavor: Flavor, table: &str, schema: &Schema, q: &AggQuery) -> Statement {
     let mut r = Renderer::new(flavor);
     let mut select = Vec::new();
     let mut outputs = Vec::new();
@@ -310,7 +341,8 @@ pub(crate) fn aggregate(flavor: Flavor, table: &str, q: &AggQuery) -> Statement 
     } else {
         select.join(", ")
     };
-    let _ = write!(r.sql, "SELECT {list} FROM {}", r.q(table));
+    let _ = write!(r.sql, "SELECT {list}");
+    r.from(table, schema, &q.derived);
     r.where_clause(&q.filter);
     if !q.group_by.is_empty() {
         let groups: Vec<String> = q.group_by.iter().map(|g| r.ordered(g)).collect();
@@ -324,7 +356,7 @@ pub(crate) fn aggregate(flavor: Flavor, table: &str, q: &AggQuery) -> Statement 
 }
 
 /// `SELECT row, columns… FROM table [WHERE …] ORDER BY row`.
-pub(crate) fn select(flavor: Flavor, table: &str, q: &SelectQuery) -> Statement {
+pub(crate) fn select(flavor: Flavor, table: &str, schema: &Schema, q: &SelectQuery) -> Statement {
     let mut r = Renderer::new(flavor);
     let row = r.q(ROW_COLUMN);
     let mut list = row.clone();
@@ -349,7 +381,7 @@ pub(crate) fn select(flavor: Flavor, table: &str, q: &SelectQuery) -> Statement 
         outputs.push(Out::Count);
     }
     r.sql.push_str(&head);
-    let _ = write!(r.sql, " FROM {}", r.q(table));
+    r.from(table, schema, &q.derived);
     r.where_clause(&q.filter);
     let _ = write!(r.sql, " ORDER BY {row}");
     Statement {
@@ -389,6 +421,7 @@ mod tests {
             }],
         };
         let q = LocalSelect {
+            derived: Vec::new(),
             columns: vec![evil.into()],
             filter: Some(Predicate::Compare {
                 column: evil.into(),
@@ -399,13 +432,13 @@ mod tests {
         };
         let checked = check_select("t", &schema, &q).expect("valid");
         for flavor in [Flavor::Sqlite, Flavor::Postgres, Flavor::Mysql] {
-            let s = select(flavor, "t", &checked);
+            let s = select(flavor, "t", &schema, &checked);
             assert!(!s.sql.contains("OR 1=1"), "{}", s.sql);
             assert_eq!(s.params, vec![Value::Text("' OR 1=1 --".into())]);
         }
-        let s = select(Flavor::Postgres, "t", &checked);
+        let s = select(Flavor::Postgres, "t", &schema, &checked);
         assert!(s.sql.contains("\"x\"\"; DROP TABLE t; --`'\""), "{}", s.sql);
-        let s = select(Flavor::Mysql, "t", &checked);
+        let s = select(Flavor::Mysql, "t", &schema, &checked);
         assert!(s.sql.contains("`x\"; DROP TABLE t; --``'`"), "{}", s.sql);
     }
 }

@@ -138,7 +138,11 @@ impl DatasetStore for MemStore {
             let q = local_check::check_aggregate(table, schema, query)?;
             let st = self.lock();
             let t = table_for(&st, table, schema)?;
-            local_eval::aggregate_rows(table, &q, t.rows.values())
+            if q.derived.is_empty() {
+                return local_eval::aggregate_rows(table, &q, t.rows.values());
+            }
+            let rows = extended(table, schema, &q.derived, t.rows.values())?;
+            local_eval::aggregate_rows(table, &q, rows.iter())
         })
     }
 
@@ -153,7 +157,11 @@ impl DatasetStore for MemStore {
             let q = local_check::check_select(table, schema, query)?;
             let st = self.lock();
             let t = table_for(&st, table, schema)?;
-            Ok(local_eval::select_rows(&q, t.rows.values()))
+            if q.derived.is_empty() {
+                return Ok(local_eval::select_rows(&q, t.rows.values()));
+            }
+            let rows = extended(table, schema, &q.derived, t.rows.values())?;
+            Ok(local_eval::select_rows(&q, rows.iter()))
         })
     }
 
@@ -308,4 +316,15 @@ impl Drop for MemLoad {
             self.finish(true);
         }
     }
+}
+
+/// The rows with the query's derived columns appended.
+fn extended<'r>(
+    table: &str,
+    schema: &Schema,
+    derived: &[consort_model::scalar::Derived],
+    rows: impl Iterator<Item = &'r Row>,
+) -> Result<Vec<Row>, StoreError> {
+    rows.map(|r| super::scalar_eval::extend_row(table, schema, derived, r))
+        .collect()
 }

@@ -125,6 +125,13 @@ impl SqliteStore {
         let deadline = std::time::Instant::now() + OPEN_RETRY_LIMIT;
         let pool = loop {
             let attempt = SqlitePoolOptions::new()
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        let mut handle = conn.lock_handle().await?;
+                        super::sqlite_functions::register(handle.as_raw_handle())
+                            .map_err(|e| sqlx::Error::Configuration(e.into()))
+                    })
+                })
                 .max_connections(4)
                 .min_connections(1)
                 .idle_timeout(None)

@@ -171,6 +171,7 @@ fn query() -> impl Strategy<Value = LocalAggregateQuery> {
         proptest::collection::vec(aggregate(), 0..4),
     )
         .prop_map(|(filter, group_by, aggregates)| LocalAggregateQuery {
+            derived: Vec::new(),
             filter,
             group_by: group_by.into_iter().map(String::from).collect(),
             aggregates,
@@ -218,6 +219,7 @@ async fn compare(
     let mut result = Ok(());
     'outer: for q in &queries {
         let sel = LocalSelect {
+            derived: Vec::new(),
             columns: vec!["d".into(), "i".into(), "s".into(), "f".into(), "b".into()],
             filter: q.filter.clone(),
             mask: None,

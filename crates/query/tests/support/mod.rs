@@ -180,6 +180,13 @@ pub fn cmp_row(a: &Row, b: &Row) -> Ordering {
 /// What an owner's database returns for the plan's local part (the DatasetStore contract
 /// of `LocalAggregateQuery` / `LocalSelect`).
 pub fn local_eval(plan: &Plan, rows: &[Row]) -> Vec<Row> {
+    let derived = match &plan.local {
+        LocalWork::Select(s) => !s.derived.is_empty(),
+        LocalWork::Aggregate(q) => !q.derived.is_empty(),
+    };
+    if derived {
+        return store_eval(plan, rows);
+    }
     let schema = &plan.schema;
     match &plan.local {
         LocalWork::Select(s) => rows
@@ -340,4 +347,21 @@ pub fn same(got: &Value, want: &rusqlite::types::Value, sqrt: bool, what: &str) 
         }
         _ => panic!("{what}: {got:?} vs {want:?}"),
     }
+}
+
+/// The plan's local part run by the in-memory store (the reference backend), for plans
+/// with derived columns (row expressions), which the plain evaluator above does not know.
+pub fn store_eval(plan: &Plan, rows: &[Row]) -> Vec<Row> {
+    use consort_store::DatasetStore;
+    let store = consort_store::MemStore::new();
+    futures::executor::block_on(async {
+        let mut load = store.begin_load("t", &plan.schema).await.unwrap();
+        let numbered: Vec<(u64, Row)> = rows.iter().cloned().enumerate().map(|(i, r)| (i as u64, r)).collect();
+        load.insert(numbered).await.unwrap();
+        load.commit().await.unwrap();
+        match &plan.local {
+            LocalWork::Select(s) => store.select("t", &plan.schema, s).await.unwrap(),
+            LocalWork::Aggregate(q) => store.aggregate("t", &plan.schema, q).await.unwrap(),
+        }
+    })
 }
