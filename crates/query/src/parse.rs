@@ -213,7 +213,6 @@ fn limit_of(q: &Query) -> R<Option<u64>> {
     }
 }
 
-
 pub(crate) fn plan_sql(sql: &str, catalog: &Catalog) -> R<Plan> {
     let mut stmts = Parser::parse_sql(&GenericDialect {}, sql)
         .map_err(|e| QueryError::Syntax(e.to_string()))?;
@@ -488,7 +487,10 @@ fn plan_select(
                     }
                 }
                 // An expression that is in the SELECT list orders by that column.
-                other => match items.iter().position(|(e, _)| e.to_string() == other.to_string()) {
+                other => match items
+                    .iter()
+                    .position(|(e, _)| e.to_string() == other.to_string())
+                {
                     Some(i) => output[i].expr,
                     None => {
                         return unsupported(format!(

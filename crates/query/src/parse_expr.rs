@@ -173,7 +173,10 @@ impl Ctx<'_> {
                         ))),
                     };
                 }
-                self.use_col(&col, Permission::Aggregate);
+                // A derived column's own columns were recorded when it was planned.
+                if self.src.schema.index_of(&col).is_some() {
+                    self.use_col(&col, Permission::Aggregate);
+                }
                 Ok((
                     AggSpec {
                         func,
@@ -220,7 +223,7 @@ impl Ctx<'_> {
                 }
                 _ => {
                     let Some(op) = cmp_op(op) else {
-                        return unsupported(expr_kind(e));
+                        return self.boolean_condition(e);
                     };
                     let (subject, lit_e, op) = if is_literal(right) {
                         (left, right, op)
@@ -313,22 +316,24 @@ impl Ctx<'_> {
                     negated: matches!(e, Expr::IsNotNull(_)),
                 })
             }
-            // Any other boolean expression (a boolean column, CASE, …): the owner computes
-            // it and keeps the rows where it is true.
-            other => {
-                let (column, ty) = self.value_column(other, Permission::Filter)?;
-                if ty != ColumnType::Boolean {
-                    return Err(QueryError::Type(format!(
-                        "WHERE {other}: a {ty} value is not a condition"
-                    )));
-                }
-                Ok(Predicate::Compare {
-                    column,
-                    op: CmpOp::Eq,
-                    value: Value::Boolean(true),
-                })
-            }
+            other => self.boolean_condition(other),
         }
+    }
+
+    /// Any other boolean expression (a boolean column, `CASE`, …) as a condition: the
+    /// owner computes it and keeps the rows where it is true.
+    fn boolean_condition(&mut self, e: &Expr) -> R<Predicate> {
+        let (column, ty) = self.value_column(e, Permission::Filter)?;
+        if ty != ColumnType::Boolean {
+            return Err(QueryError::Type(format!(
+                "WHERE {e}: a {ty} value is not a condition"
+            )));
+        }
+        Ok(Predicate::Compare {
+            column,
+            op: CmpOp::Eq,
+            value: Value::Boolean(true),
+        })
     }
 
     pub(crate) fn having(&mut self, e: &Expr, outputs: &[OutputColumn]) -> R<HavingExpr> {
@@ -449,9 +454,9 @@ pub(crate) fn contains_aggregate_call(e: &Expr) -> bool {
             ..
         } => {
             operand.as_deref().is_some_and(contains_aggregate_call)
-                || conditions
-                    .iter()
-                    .any(|w| contains_aggregate_call(&w.condition) || contains_aggregate_call(&w.result))
+                || conditions.iter().any(|w| {
+                    contains_aggregate_call(&w.condition) || contains_aggregate_call(&w.result)
+                })
                 || else_result.as_deref().is_some_and(contains_aggregate_call)
         }
         Expr::InList { expr, list, .. } => {
@@ -459,11 +464,14 @@ pub(crate) fn contains_aggregate_call(e: &Expr) -> bool {
         }
         Expr::Between {
             expr, low, high, ..
-        } => contains_aggregate_call(expr) || contains_aggregate_call(low) || contains_aggregate_call(high),
+        } => {
+            contains_aggregate_call(expr)
+                || contains_aggregate_call(low)
+                || contains_aggregate_call(high)
+        }
         _ => false,
     }
 }
-
 
 pub(crate) fn cmp_op(op: &BinaryOperator) -> Option<CmpOp> {
     Some(match op {

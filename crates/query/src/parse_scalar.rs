@@ -67,11 +67,7 @@ fn unify(types: &[Option<ColumnType>], what: &str) -> R<Option<ColumnType>> {
             None => *t,
             Some(c) if c == *t => c,
             Some(c) if numeric(c) && numeric(*t) => ColumnType::Float,
-            Some(c) => {
-                return Err(QueryError::Type(format!(
-                    "{what} mix {c} and {t} values"
-                )))
-            }
+            Some(c) => return Err(QueryError::Type(format!("{what} mix {c} and {t} values"))),
         });
     }
     Ok(common)
@@ -225,9 +221,7 @@ impl Ctx<'_> {
                             x
                         }),
                         None => Ok(x),
-                        Some(ty) => Err(QueryError::Type(format!(
-                            "sign of a {ty} value in `{e}`"
-                        ))),
+                        Some(ty) => Err(QueryError::Type(format!("sign of a {ty} value in `{e}`"))),
                     }
                 }
                 other => unsupported(format!("operator {other} in `{e}`")),
@@ -354,7 +348,9 @@ impl Ctx<'_> {
                 }
             };
             if op == ArithOp::Rem && ty == ColumnType::Float {
-                return Err(QueryError::Type(format!("% of floats in `{e}` (integers only)")));
+                return Err(QueryError::Type(format!(
+                    "% of floats in `{e}` (integers only)"
+                )));
             }
             return Ok(typed(
                 ScalarExpr::Arith {
@@ -401,9 +397,15 @@ impl Ctx<'_> {
     /// text literal beside a date or timestamp is read as one.
     fn comparison(&mut self, op: CmpOp, l: &Expr, r: &Expr, p: Permission) -> R<ScalarExpr> {
         let (lt, rt) = (self.scalar(l, p)?, self.scalar(r, p)?);
-        let (lt, rt) = (self.retype_text(lt, rt.ty, l)?, self.retype_text(rt, lt.ty, r)?);
+        let (l_ty, r_ty) = (lt.ty, rt.ty);
+        let (lt, rt) = (
+            self.retype_text(lt, r_ty, l)?,
+            self.retype_text(rt, l_ty, r)?,
+        );
         let ty = unify(&[lt.ty, rt.ty], "a comparison")?.ok_or_else(|| {
-            QueryError::Invalid("comparison of NULL with NULL is never true; use IS [NOT] NULL".into())
+            QueryError::Invalid(
+                "comparison of NULL with NULL is never true; use IS [NOT] NULL".into(),
+            )
         })?;
         if lt.ty.is_none() || rt.ty.is_none() {
             return Err(QueryError::Invalid(
@@ -564,9 +566,8 @@ impl Ctx<'_> {
             "NULLIF" => {
                 arity(2)?;
                 let (a, b) = (self.scalar(args[0], p)?, self.scalar(args[1], p)?);
-                let ty = unify(&[a.ty, b.ty], "NULLIF arguments")?.ok_or_else(|| {
-                    QueryError::Invalid("NULLIF of two NULLs".into())
-                })?;
+                let ty = unify(&[a.ty, b.ty], "NULLIF arguments")?
+                    .ok_or_else(|| QueryError::Invalid("NULLIF of two NULLs".into()))?;
                 Ok(typed(
                     ScalarExpr::NullIf(
                         Box::new(coerce(a, ty, "NULLIF")?),

@@ -251,7 +251,15 @@ fn reference(
     let suppressed = if c.raw {
         0
     } else {
-        let mut inner = "SELECT COUNT(*) AS c FROM sales".to_string();
+        // The select list first, so GROUP BY positions and aliases mean what they mean
+        // in the query itself.
+        let mut sel = c.select.to_string();
+        for col in ["amount", "qty"] {
+            let var = format!("(AVG({col}*{col}) - AVG({col})*AVG({col}))");
+            sel = sel.replace(&format!("VAR_POP({col})"), &var);
+            sel = sel.replace(&format!("STDDEV_POP({col})"), &var);
+        }
+        let mut inner = format!("SELECT {sel}, COUNT(*) AS consort_c FROM sales");
         if let Some(f) = c.filter {
             inner += &format!(" WHERE {f}");
         }
@@ -259,7 +267,7 @@ fn reference(
             inner += &format!(" GROUP BY {g}");
         }
         db.query_row(
-            &format!("SELECT COUNT(*) FROM ({inner}) WHERE c < {k}"),
+            &format!("SELECT COUNT(*) FROM ({inner}) WHERE consort_c < {k}"),
             [],
             |r| r.get::<_, i64>(0),
         )

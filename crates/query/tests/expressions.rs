@@ -55,7 +55,9 @@ fn an_aggregate_of_an_expression_aggregates_a_derived_column() {
     let LocalWork::Aggregate(q) = &p.local else {
         panic!()
     };
-    assert!(q.aggregates.contains(&LocalAggregate::Sum("_consort_e0".into())));
+    assert!(q
+        .aggregates
+        .contains(&LocalAggregate::Sum("_consort_e0".into())));
     assert_eq!(p.columns()[1], "AVG(amount - qty)");
     // Both columns are used as aggregate inputs, the derived name never.
     let uses: Vec<(String, Vec<Permission>)> = p
@@ -79,7 +81,9 @@ fn group_by_expression_alias_and_position_share_one_derived_column() {
         assert_eq!(derived(&p).len(), 1, "{sql}");
         assert_eq!(p.output[0].expr, OutputExpr::Key(0), "{sql}");
         assert_eq!(
-            p.uses.get("year").map(|s| s.iter().copied().collect::<Vec<_>>()),
+            p.uses
+                .get("year")
+                .map(|s| s.iter().copied().collect::<Vec<_>>()),
             Some(vec![Permission::Group]),
             "{sql}"
         );
@@ -87,6 +91,7 @@ fn group_by_expression_alias_and_position_share_one_derived_column() {
     assert!(err("SELECT COUNT(*) FROM sales GROUP BY 2").contains("SELECT list has 1"));
     assert!(err("SELECT COUNT(*) AS n FROM sales GROUP BY 1").contains("aggregate"));
     assert!(err("SELECT qty + 1, COUNT(*) FROM sales GROUP BY qty").contains("GROUP BY"));
+    assert!(err("SELECT region FROM sales ORDER BY 5").contains("SELECT list has 1"));
 }
 
 #[test]
@@ -116,7 +121,9 @@ fn where_on_expressions_filters_on_derived_columns() {
         }
     );
     assert_eq!(
-        p.uses.get("qty").map(|s| s.iter().copied().collect::<Vec<_>>()),
+        p.uses
+            .get("qty")
+            .map(|s| s.iter().copied().collect::<Vec<_>>()),
         Some(vec![Permission::Filter])
     );
 }
@@ -160,7 +167,9 @@ fn raw_selection_and_order_by_position_or_expression() {
     assert_eq!(p.order_by.len(), 2);
     assert!(p.order_by[0].descending);
     assert_eq!(
-        p.uses.get("region").map(|s| s.iter().copied().collect::<Vec<_>>()),
+        p.uses
+            .get("region")
+            .map(|s| s.iter().copied().collect::<Vec<_>>()),
         Some(vec![Permission::Plain])
     );
 }
@@ -182,12 +191,24 @@ fn what_the_subset_refuses_is_named() {
     for (sql, needle) in [
         ("SELECT SUM(region + 1) FROM sales", "arithmetic"),
         ("SELECT SUM(amount % 2) FROM sales", "% of floats"),
-        ("SELECT SUM(CAST(amount AS INTEGER)) FROM sales", "CAST of a float value to integer"),
-        ("SELECT SUM(qty) / COUNT(*) FROM sales", "arithmetic over aggregates"),
+        (
+            "SELECT SUM(CAST(amount AS INTEGER)) FROM sales",
+            "CAST of a float value to integer",
+        ),
+        (
+            "SELECT SUM(qty) / COUNT(*) FROM sales",
+            "arithmetic over aggregates",
+        ),
         ("SELECT COUNT(*) FROM sales WHERE qty + 1 = NULL", "NULL"),
-        ("SELECT SUM(CASE WHEN qty > 0 THEN 'a' ELSE 1 END) FROM sales", "CASE branches"),
+        (
+            "SELECT SUM(CASE WHEN qty > 0 THEN 'a' ELSE 1 END) FROM sales",
+            "CASE branches",
+        ),
         ("SELECT COUNT(LOWER(region)) FROM sales", "LOWER"),
-        ("SELECT COUNT(*) FROM sales WHERE qty + 1", "not a condition"),
+        (
+            "SELECT COUNT(*) FROM sales WHERE qty + 1",
+            "not a condition",
+        ),
         ("SELECT SUM(SUM(qty)) FROM sales", "nested aggregate"),
     ] {
         let e = err(sql);

@@ -129,8 +129,6 @@ fn unsupported_constructs_are_named() {
             "SELECT region FROM sales WHERE year IN (SELECT year FROM sales)",
             "IN (subquery)",
         ),
-        ("SELECT year + 1 FROM sales", "+"),
-        ("SELECT SUM(amount * 2) FROM sales", "*"),
         ("SELECT region FROM sales LIMIT 2 OFFSET 1", "OFFSET"),
         (
             "SELECT region FROM sales UNION SELECT region FROM sales",
@@ -147,10 +145,12 @@ fn unsupported_constructs_are_named() {
             "SELECT region, VAR_POP(amount) FROM sales GROUP BY region HAVING VAR_POP(amount) > 1",
             "VAR_POP in HAVING",
         ),
-        ("SELECT region FROM sales ORDER BY 1", "ORDER BY position"),
         ("SELECT region FROM sales, sales", "several tables"),
-        ("SELECT CASE WHEN year > 1 THEN 1 END FROM sales", "CASE"),
-        ("SELECT region FROM sales WHERE year = qty", "two columns"),
+        (
+            "SELECT SUM(qty) / COUNT(*) FROM sales",
+            "arithmetic over aggregates",
+        ),
+        ("SELECT LOWER(region) FROM sales", "LOWER"),
     ];
     for (sql, named) in cases {
         let e = plan(sql, &catalog()).expect_err(sql);

@@ -37,16 +37,89 @@ fn rows() -> Vec<(u64, Row)> {
     let t = |s: &str| Value::Text(s.into());
     let d = |y, m, dd| Value::Date(date(y, m, dd));
     let raw: Vec<Row> = vec![
-        vec![I(7), I(2), F(2.5), F(0.5), t("apple"), t("Apple"), d(2024, 2, 29), ts(2024, 2, 29, 23, 59, 59, 999_999), B(true)],
-        vec![I(-7), I(2), F(-2.5), F(-0.0), t("Banana"), t("banana"), d(2023, 12, 31), ts(2023, 12, 31, 0, 0, 0, 0), B(false)],
-        vec![I(7), I(-2), F(0.1), F(0.2), t("ünï"), t("ünï"), d(2000, 1, 1), ts(1999, 12, 31, 12, 30, 0, 1), N],
-        vec![I(-7), I(-2), F(1e300), F(-1e-300), t(""), t("z"), d(1900, 1, 1), ts(1970, 1, 1, 0, 0, 0, 0), B(true)],
-        vec![I(5), I(0), F(3.0), F(0.0), t("a b"), t("a"), d(9999, 12, 31), ts(2021, 7, 4, 15, 0, 0, 0), B(false)],
-        vec![I(0), I(3), F(-0.0), F(2.0), t("Zebra"), t("apple"), d(2023, 3, 1), ts(2023, 3, 1, 6, 0, 0, 0), B(true)],
+        vec![
+            I(7),
+            I(2),
+            F(2.5),
+            F(0.5),
+            t("apple"),
+            t("Apple"),
+            d(2024, 2, 29),
+            ts(2024, 2, 29, 23, 59, 59, 999_999),
+            B(true),
+        ],
+        vec![
+            I(-7),
+            I(2),
+            F(-2.5),
+            F(-0.0),
+            t("Banana"),
+            t("banana"),
+            d(2023, 12, 31),
+            ts(2023, 12, 31, 0, 0, 0, 0),
+            B(false),
+        ],
+        vec![
+            I(7),
+            I(-2),
+            F(0.1),
+            F(0.2),
+            t("ünï"),
+            t("ünï"),
+            d(2000, 1, 1),
+            ts(1999, 12, 31, 12, 30, 0, 1),
+            N,
+        ],
+        vec![
+            I(-7),
+            I(-2),
+            F(1e300),
+            F(-2.0),
+            t(""),
+            t("z"),
+            d(1900, 1, 1),
+            ts(1970, 1, 1, 0, 0, 0, 0),
+            B(true),
+        ],
+        vec![
+            I(5),
+            I(0),
+            F(3.0),
+            F(0.0),
+            t("a b"),
+            t("a"),
+            d(9999, 12, 31),
+            ts(2021, 7, 4, 15, 0, 0, 0),
+            B(false),
+        ],
+        vec![
+            I(0),
+            I(3),
+            F(-0.0),
+            F(2.0),
+            t("Zebra"),
+            t("apple"),
+            d(2023, 3, 1),
+            ts(2023, 3, 1, 6, 0, 0, 0),
+            B(true),
+        ],
         vec![N, I(4), N, F(1.0), N, t("x"), N, N, N],
-        vec![I(12), N, F(4.0), N, t("x"), N, d(2024, 12, 30), ts(2024, 12, 30, 1, 2, 3, 4), B(false)],
+        vec![
+            I(12),
+            N,
+            F(4.0),
+            N,
+            t("x"),
+            N,
+            d(2024, 12, 30),
+            ts(2024, 12, 30, 1, 2, 3, 4),
+            B(false),
+        ],
     ];
-    raw.into_iter().enumerate().map(|(n, r)| (n as u64, r)).collect()
+    raw.into_iter()
+        .enumerate()
+        .map(|(n, r)| (n as u64, r))
+        .collect()
 }
 
 fn c(name: &str) -> Box<ScalarExpr> {
@@ -74,12 +147,21 @@ fn cases() -> Vec<(&'static str, ScalarExpr)> {
         ("i + j", arith(Add, c("i"), c("j"))),
         ("i - j", arith(Sub, c("i"), c("j"))),
         ("i * j", arith(Mul, c("i"), c("j"))),
-        ("i / j (truncates, by zero NULL)", arith(Div, c("i"), c("j"))),
-        ("i % j (sign of i, by zero NULL)", arith(Rem, c("i"), c("j"))),
+        (
+            "i / j (truncates, by zero NULL)",
+            arith(Div, c("i"), c("j")),
+        ),
+        (
+            "i % j (sign of i, by zero NULL)",
+            arith(Rem, c("i"), c("j")),
+        ),
         ("f + g", arith(Add, c("f"), c("g"))),
         ("f * g", arith(Mul, c("f"), c("g"))),
         ("f / g (by zero NULL)", arith(Div, c("f"), c("g"))),
-        ("i as float + f", arith(Add, Box::new(ScalarExpr::ToFloat(c("i"))), c("f"))),
+        (
+            "i as float + f",
+            arith(Add, Box::new(ScalarExpr::ToFloat(c("i"))), c("f")),
+        ),
         ("-i", ScalarExpr::Negate(c("i"))),
         ("-f", ScalarExpr::Negate(c("f"))),
         ("ABS(i)", ScalarExpr::Abs(c("i"))),
@@ -88,8 +170,22 @@ fn cases() -> Vec<(&'static str, ScalarExpr)> {
         ("t < u (code points)", cmp(CmpOp::Lt, c("t"), c("u"))),
         ("t = u (case-sensitive)", cmp(CmpOp::Eq, c("t"), c("u"))),
         ("i >= j", cmp(CmpOp::GtEq, c("i"), c("j"))),
-        ("d < DATE 2023-06-01", cmp(CmpOp::Lt, c("d"), lit(Value::Date(date(2023, 6, 1)), ColumnType::Date))),
-        ("b = TRUE", cmp(CmpOp::Eq, c("b"), lit(Value::Boolean(true), ColumnType::Boolean))),
+        (
+            "d < DATE 2023-06-01",
+            cmp(
+                CmpOp::Lt,
+                c("d"),
+                lit(Value::Date(date(2023, 6, 1)), ColumnType::Date),
+            ),
+        ),
+        (
+            "b = TRUE",
+            cmp(
+                CmpOp::Eq,
+                c("b"),
+                lit(Value::Boolean(true), ColumnType::Boolean),
+            ),
+        ),
         (
             "i > 0 AND b (three-valued)",
             ScalarExpr::And(vec![
@@ -151,8 +247,14 @@ fn cases() -> Vec<(&'static str, ScalarExpr)> {
                 },
             ]),
         ),
-        ("NULLIF(t, u) (case-sensitive)", ScalarExpr::NullIf(c("t"), c("u"))),
-        ("NULLIF(i, 7)", ScalarExpr::NullIf(c("i"), lit(Value::Integer(7), Integer))),
+        (
+            "NULLIF(t, u) (case-sensitive)",
+            ScalarExpr::NullIf(c("t"), c("u")),
+        ),
+        (
+            "NULLIF(i, 7)",
+            ScalarExpr::NullIf(c("i"), lit(Value::Integer(7), Integer)),
+        ),
         ("CAST(i AS TEXT)", ScalarExpr::IntegerToText(c("i"))),
         ("YEAR(d)", extract(DatePart::Year, c("d"))),
         ("QUARTER(d)", extract(DatePart::Quarter, c("d"))),
@@ -289,7 +391,10 @@ async fn overflow(store: &dyn DatasetStore, p: &str) {
     let refused = [
         ("i * i", arith(Mul, c("i"), c("i"))),
         ("i + i", arith(Add, c("i"), c("i"))),
-        ("i - 1", arith(Sub, c("i"), lit(Value::Integer(1), ColumnType::Integer))),
+        (
+            "i - 1",
+            arith(Sub, c("i"), lit(Value::Integer(1), ColumnType::Integer)),
+        ),
         ("i / j", arith(Div, c("i"), c("j"))),
         ("-i", ScalarExpr::Negate(c("i"))),
         ("ABS(i)", ScalarExpr::Abs(c("i"))),

@@ -71,14 +71,14 @@
 mod local_check;
 mod local_eval;
 mod local_sql;
-mod scalar_eval;
-mod scalar_sql;
 mod memory;
 mod mysql;
 mod mysql_load;
 mod postgres;
 mod prefetch;
 mod rules;
+mod scalar_eval;
+mod scalar_sql;
 mod sql;
 mod sqlite;
 mod sqlite_functions;

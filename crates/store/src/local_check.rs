@@ -220,7 +220,10 @@ impl Checker<'_> {
         let mut stack = vec![&d.expr];
         while let Some(e) = stack.pop() {
             match e {
-                ScalarExpr::Literal { value: Value::Null, .. } | ScalarExpr::Column(_) => {}
+                ScalarExpr::Literal {
+                    value: Value::Null, ..
+                }
+                | ScalarExpr::Column(_) => {}
                 ScalarExpr::Literal { value, ty } => {
                     let col = Col {
                         index: 0,

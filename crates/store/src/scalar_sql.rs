@@ -10,7 +10,8 @@
 //!   `NULLIF`, which is rendered as a `CASE` for that reason; MySQL concatenates with
 //!   `CONCAT` (its `||` is OR);
 //! - a NULL literal is typed where PostgreSQL needs it;
-//! - dates: SQLite stores `YYYY-MM-DD` text and reads parts with `strftime`; PostgreSQL
+//! - dates: SQLite stores `YYYY-MM-DD` text and reads parts with `strftime` (of a
+//!   timestamp's date text only: its date functions round to milliseconds); PostgreSQL
 //!   takes parts of timestamps at UTC.
 
 use std::fmt::Write;
@@ -137,11 +138,26 @@ impl Renderer {
                     DatePart::DayOfYear => "%j",
                     DatePart::Hour => "%H",
                 };
+                // SQLite's date functions round fractional seconds to milliseconds, so
+                // 23:59:59.9999 would fall on the next day: timestamps are read from
+                // their fixed-width text (the date is its first 10 characters).
+                if part == DatePart::Hour {
+                    self.sql.push_str("CAST(substr(");
+                    self.scalar(e, schema);
+                    self.sql.push_str(", 12, 2) AS INTEGER)");
+                    return;
+                }
                 if part == DatePart::Quarter {
                     self.sql.push('(');
                 }
                 let _ = write!(self.sql, "CAST(strftime('{format}', ");
-                self.scalar(e, schema);
+                if timestamp {
+                    self.sql.push_str("substr(");
+                    self.scalar(e, schema);
+                    self.sql.push_str(", 1, 10)");
+                } else {
+                    self.scalar(e, schema);
+                }
                 self.sql.push_str(") AS INTEGER)");
                 if part == DatePart::Quarter {
                     self.sql.push_str(" + 2) / 3");
@@ -229,8 +245,11 @@ impl Renderer {
             ScalarExpr::IsNull { expr, negated } => {
                 self.sql.push('(');
                 self.scalar(expr, schema);
-                self.sql
-                    .push_str(if *negated { " IS NOT NULL)" } else { " IS NULL)" });
+                self.sql.push_str(if *negated {
+                    " IS NOT NULL)"
+                } else {
+                    " IS NULL)"
+                });
             }
             ScalarExpr::Case { whens, otherwise } => {
                 self.sql.push_str("CASE");

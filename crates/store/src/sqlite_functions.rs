@@ -65,7 +65,11 @@ unsafe extern "C" fn call(
         return;
     };
     let mut operands = [0i64; 2];
-    for (i, slot) in operands.iter_mut().enumerate().take(argc.clamp(0, 2) as usize) {
+    for (i, slot) in operands
+        .iter_mut()
+        .enumerate()
+        .take(argc.clamp(0, 2) as usize)
+    {
         let value = unsafe { *argv.add(i) };
         match unsafe { ffi::sqlite3_value_type(value) } {
             ffi::SQLITE_NULL => {

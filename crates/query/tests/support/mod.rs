@@ -356,7 +356,12 @@ pub fn store_eval(plan: &Plan, rows: &[Row]) -> Vec<Row> {
     let store = consort_store::MemStore::new();
     futures::executor::block_on(async {
         let mut load = store.begin_load("t", &plan.schema).await.unwrap();
-        let numbered: Vec<(u64, Row)> = rows.iter().cloned().enumerate().map(|(i, r)| (i as u64, r)).collect();
+        let numbered: Vec<(u64, Row)> = rows
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i as u64, r))
+            .collect();
         load.insert(numbered).await.unwrap();
         load.commit().await.unwrap();
         match &plan.local {
