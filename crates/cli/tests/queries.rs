@@ -79,10 +79,39 @@ async fn joint_queries_match_plain_sqlite_over_the_union() {
     let (cluster, csvs) = setup(dir.path(), 3, 3, 120).await;
     for m in 0..3 {
         grant(&cluster, m, "*", GRANT_ALL, &[]);
+        // For the row expressions below (each column with its clause's permission).
+        grant(
+            &cluster,
+            m,
+            "*",
+            "age:group+aggregate+filter,admitted:group+filter",
+            &[],
+        );
     }
     let db = rusqlite::Connection::open_in_memory().unwrap();
     consort_bench::query::load_reference(&db, &csvs).unwrap();
     let cases = [
+        // Row expressions (docs/QUERY.md §1.1), computed by each owner's database.
+        (
+            "SELECT region, SUM(CASE WHEN age >= 65 THEN 1 ELSE 0 END) AS seniors, AVG(amount / 1000.0) AS k FROM visits GROUP BY region ORDER BY region",
+            "SELECT region, SUM(CASE WHEN age >= 65 THEN 1 ELSE 0 END) AS seniors, AVG(amount / 1000.0) AS k FROM visits GROUP BY region HAVING COUNT(*) >= 3 ORDER BY region",
+            0,
+        ),
+        (
+            "SELECT EXTRACT(MONTH FROM admitted) AS month, COUNT(*), SUM(amount) FROM visits WHERE age - 18 > 0 GROUP BY 1 ORDER BY 1",
+            "SELECT CAST(strftime('%m', admitted) AS INTEGER) AS month, COUNT(*), SUM(amount) FROM visits WHERE age - 18 > 0 GROUP BY 1 HAVING COUNT(*) >= 3 ORDER BY 1",
+            0,
+        ),
+        (
+            "SELECT ward, COUNT(*) FROM visits WHERE COALESCE(age, 0) >= 0 AND region <> ward GROUP BY ward ORDER BY 2 DESC, 1",
+            "SELECT ward, COUNT(*) FROM visits WHERE COALESCE(age, 0) >= 0 AND region <> ward GROUP BY ward HAVING COUNT(*) >= 3 ORDER BY 2 DESC, 1",
+            1,
+        ),
+        (
+            "SELECT CASE WHEN age < 40 THEN 'young' ELSE 'older' END AS band, COUNT(*), MAX(amount) FROM visits GROUP BY band ORDER BY band",
+            "SELECT CASE WHEN age < 40 THEN 'young' ELSE 'older' END AS band, COUNT(*), MAX(amount) FROM visits GROUP BY band HAVING COUNT(*) >= 3 ORDER BY band",
+            0,
+        ),
         ("SELECT COUNT(*) FROM visits", "SELECT COUNT(*) FROM visits", 0),
         (
             "SELECT region, COUNT(*), SUM(amount), AVG(amount), MIN(amount), MAX(amount) FROM visits WHERE age > 30 GROUP BY region ORDER BY region",
