@@ -21,13 +21,20 @@ pub struct Options {
     /// Time the JOIN of two members' datasets ([`crate::join`]) instead of the grouped
     /// query over the union.
     pub join: bool,
-    /// Timed runs of the joint query (the best is reported).
+    /// Timed runs of the joint query (the best is reported; with `expressions`, the
+    /// median of interleaved runs).
     pub runs: usize,
+    /// Time [`EXPR_SQL`] against [`BENCH_SQL`] (the same query without expressions),
+    /// interleaved, instead of the grouped query alone.
+    pub expressions: bool,
     pub json: bool,
 }
 
 /// The benchmark's query (issue 5).
 pub const BENCH_SQL: &str = "SELECT region, COUNT(*), SUM(amount), AVG(amount), MAX(amount) FROM visits WHERE age > 30 GROUP BY region";
+
+/// [`BENCH_SQL`] with three row expressions pushed down to the owners (issue 18).
+pub const EXPR_SQL: &str = "SELECT region, COUNT(*), SUM(amount * 1.1 - 5.0), AVG(CASE WHEN amount > 100.0 THEN amount ELSE 0.0 END), MAX(ABS(amount - 100.0)) FROM visits WHERE age > 30 GROUP BY region";
 
 pub async fn run(args: Options) -> Result<i32> {
     if args.join {
@@ -67,10 +74,19 @@ pub async fn run(args: Options) -> Result<i32> {
     // Only the visits: the follow-ups exist in the join bench alone.
     consort_demo::queries::grant_visits(&cluster, &|s| note(s)).await?;
 
+    if args.expressions {
+        let result = expressions(&cluster, temp.path(), &csvs, &args).await;
+        for i in 0..cluster.members.len() {
+            cluster.stop(i)?;
+        }
+        return result;
+    }
     let (runs, answer) = timed_runs(&cluster.members[0], BENCH_SQL, args.runs, 300).await?;
     let consort_seconds = runs.iter().copied().fold(f64::INFINITY, f64::min);
 
-    let (sqlite_seconds, reference) = plain_sqlite(temp.path(), &csvs)?;
+    let db = rusqlite::Connection::open(temp.path().join("reference.sqlite"))?;
+    load_reference(&db, &csvs)?;
+    let (sqlite_seconds, reference) = plain_sqlite(&db, BENCH_SQL)?;
     check_same(&answer, &reference)?;
     let ratio = consort_seconds / sqlite_seconds.max(1e-9);
     if args.json {
@@ -125,13 +141,70 @@ pub(crate) async fn timed_runs(
     Ok((seconds, answer))
 }
 
-/// Loads every CSV into one SQLite table and times the query there (the load is not
-/// timed). Returns the time and the rows as (region, count, sum, avg, max).
-fn plain_sqlite(dir: &std::path::Path, csvs: &[std::path::PathBuf]) -> Result<(f64, Vec<Value>)> {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `--query expr`: [`BENCH_SQL`] and [`EXPR_SQL`] asked in turn `runs` times each (so
+/// drift hits both alike); reports the medians, their ratio, and SQLite's times for both.
+async fn expressions(
+    cluster: &LocalCluster,
+    dir: &std::path::Path,
+    csvs: &[std::path::PathBuf],
+    args: &Options,
+) -> Result<i32> {
+    let requester = &cluster.members[0];
+    let (mut plain_runs, mut expr_runs) = (Vec::new(), Vec::new());
+    let (mut plain_answer, mut expr_answer) = (Value::Null, Value::Null);
+    for _ in 0..args.runs.max(1) {
+        let (t, a) = timed_runs(requester, BENCH_SQL, 1, 300).await?;
+        plain_runs.extend(t);
+        plain_answer = a;
+        let (t, a) = timed_runs(requester, EXPR_SQL, 1, 300).await?;
+        expr_runs.extend(t);
+        expr_answer = a;
+    }
     let db = rusqlite::Connection::open(dir.join("reference.sqlite"))?;
     load_reference(&db, csvs)?;
+    let (sqlite_plain, reference) = plain_sqlite(&db, BENCH_SQL)?;
+    check_same(&plain_answer, &reference)?;
+    let (sqlite_expr, reference) = plain_sqlite(&db, EXPR_SQL)?;
+    check_same(&expr_answer, &reference)?;
+    let (plain, expr) = (median(&plain_runs), median(&expr_runs));
+    let ratio = expr / plain.max(1e-9);
+    if args.json {
+        print_json(&json!({
+            "rows_per_member": args.rows, "members": 3,
+            "sql": BENCH_SQL, "expr_sql": EXPR_SQL,
+            "consort_seconds": plain, "consort_runs": plain_runs,
+            "consort_expr_seconds": expr, "consort_expr_runs": expr_runs,
+            "expr_ratio": ratio,
+            "sqlite_seconds": sqlite_plain, "sqlite_expr_seconds": sqlite_expr,
+            "verified": true,
+        }));
+    } else {
+        println!("query without expressions: {BENCH_SQL}");
+        println!("query with three pushed-down expressions: {EXPR_SQL}");
+        println!(
+            "consort (3 members x {} rows, median of {} interleaved runs): {plain:.3} s without, {expr:.3} s with; ratio {ratio:.2}x",
+            args.rows,
+            plain_runs.len()
+        );
+        println!(
+            "plain SQLite over all {} rows: {sqlite_plain:.3} s without, {sqlite_expr:.3} s with; the answers agree",
+            3 * args.rows
+        );
+    }
+    Ok(0)
+}
+
+/// Times `sql` (grouped by region) in the reference database. Returns the time and the
+/// rows as (region, count, sum, avg, max).
+fn plain_sqlite(db: &rusqlite::Connection, sql: &str) -> Result<(f64, Vec<Value>)> {
     let started = Instant::now();
-    let mut statement = db.prepare(&format!("{BENCH_SQL} ORDER BY region"))?;
+    let mut statement = db.prepare(&format!("{sql} ORDER BY region"))?;
     let rows = statement
         .query_map([], |r| {
             Ok(json!([

@@ -94,6 +94,14 @@ async fn bench_query_over_the_union_matches_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_query_with_expressions_matches_sqlite() {
+    let _guard = serial().await;
+    let report = bench(&["query", "--query", "expr", "--rows", "300", "--runs", "1"]);
+    assert_eq!(report["verified"], true, "{report}");
+    assert!(report["expr_ratio"].as_f64().is_some(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_query_join_matches_sqlite() {
     let _guard = serial().await;
     let report = bench(&["query", "--join", "--rows", "300", "--runs", "1"]);
