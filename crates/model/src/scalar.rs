@@ -52,6 +52,33 @@ impl ArithOp {
     }
 }
 
+/// A numeric function of one argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MathFunc {
+    /// Square root of a float; NULL for a negative argument.
+    Sqrt,
+    /// Natural logarithm of a float; NULL for zero or a negative argument.
+    Ln,
+    /// e to the power of a float; a result too large for a float is an error.
+    Exp,
+    /// The largest integral float not above a float.
+    Floor,
+    /// The smallest integral float not below a float.
+    Ceil,
+}
+
+impl MathFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            MathFunc::Sqrt => "SQRT",
+            MathFunc::Ln => "LN",
+            MathFunc::Exp => "EXP",
+            MathFunc::Floor => "FLOOR",
+            MathFunc::Ceil => "CEIL",
+        }
+    }
+}
+
 /// A part of a date or timestamp (`EXTRACT(part FROM x)`), as an integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatePart {
@@ -136,6 +163,15 @@ pub enum ScalarExpr {
         part: DatePart,
         expr: Box<ScalarExpr>,
     },
+    /// A float function of a float ([`MathFunc`]).
+    Math {
+        func: MathFunc,
+        arg: Box<ScalarExpr>,
+    },
+    /// -1, 0 or 1 as an integer, for a number.
+    Sign(Box<ScalarExpr>),
+    /// The number of characters (Unicode scalar values) of a text, as an integer.
+    Length(Box<ScalarExpr>),
 }
 
 /// A column the owner's store computes from the table's columns for one query.
@@ -257,6 +293,18 @@ impl ScalarExpr {
                 ColumnType::Integer => Ok(ColumnType::Text),
                 t => Err(format!("CAST of a {t} value to TEXT (integers only)")),
             },
+            ScalarExpr::Math { func, arg } => match sub(arg)? {
+                ColumnType::Float => Ok(ColumnType::Float),
+                t => Err(format!("{}({t}) (floats only)", func.name())),
+            },
+            ScalarExpr::Sign(e) => match sub(e)? {
+                t if numeric(t) => Ok(ColumnType::Integer),
+                t => Err(format!("SIGN of a {t} value (numbers only)")),
+            },
+            ScalarExpr::Length(e) => match sub(e)? {
+                ColumnType::Text => Ok(ColumnType::Integer),
+                t => Err(format!("LENGTH of a {t} value (text only)")),
+            },
             ScalarExpr::Extract { part, expr } => match (part, sub(expr)?) {
                 (DatePart::Hour, ColumnType::Timestamp) => Ok(ColumnType::Integer),
                 (DatePart::Hour, t) => Err(format!("EXTRACT(HOUR) of a {t} (timestamps only)")),
@@ -298,7 +346,10 @@ impl ScalarExpr {
             | ScalarExpr::ToFloat(e)
             | ScalarExpr::IntegerToText(e)
             | ScalarExpr::IsNull { expr: e, .. }
-            | ScalarExpr::Extract { expr: e, .. } => e.visit_columns(out),
+            | ScalarExpr::Extract { expr: e, .. }
+            | ScalarExpr::Math { arg: e, .. }
+            | ScalarExpr::Sign(e)
+            | ScalarExpr::Length(e) => e.visit_columns(out),
             ScalarExpr::And(parts) | ScalarExpr::Or(parts) | ScalarExpr::Coalesce(parts) => {
                 for p in parts {
                     p.visit_columns(out);

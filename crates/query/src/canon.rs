@@ -8,7 +8,7 @@
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::DecodeError;
 use consort_model::local_query::{CmpOp, Predicate};
-use consort_model::scalar::{ArithOp, DatePart, Derived, ScalarExpr};
+use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr};
 use consort_model::Value;
 
 pub(crate) use consort_model::canonical::{read_value as get_value, write_value as put_value};
@@ -198,6 +198,25 @@ fn put_scalar(w: &mut Writer, e: &ScalarExpr) {
             };
             w.u8(16).u8(code);
             put_scalar(w, expr);
+        }
+        ScalarExpr::Math { func, arg } => {
+            let code = match func {
+                MathFunc::Sqrt => 0,
+                MathFunc::Ln => 1,
+                MathFunc::Exp => 2,
+                MathFunc::Floor => 3,
+                MathFunc::Ceil => 4,
+            };
+            w.u8(17).u8(code);
+            put_scalar(w, arg);
+        }
+        ScalarExpr::Sign(x) => {
+            w.u8(18);
+            put_scalar(w, x);
+        }
+        ScalarExpr::Length(x) => {
+            w.u8(19);
+            put_scalar(w, x);
         }
     }
 }

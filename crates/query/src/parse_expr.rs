@@ -442,7 +442,10 @@ pub(crate) fn contains_aggregate_call(e: &Expr) -> bool {
                 }
         }
         Expr::Nested(i) | Expr::UnaryOp { expr: i, .. } => contains_aggregate_call(i),
-        Expr::Cast { expr, .. } | Expr::Extract { expr, .. } => contains_aggregate_call(expr),
+        Expr::Cast { expr, .. }
+        | Expr::Extract { expr, .. }
+        | Expr::Floor { expr, .. }
+        | Expr::Ceil { expr, .. } => contains_aggregate_call(expr),
         Expr::IsNull(x) | Expr::IsNotNull(x) => contains_aggregate_call(x),
         Expr::BinaryOp { left, right, .. } => {
             contains_aggregate_call(left) || contains_aggregate_call(right)

@@ -7,10 +7,10 @@
 
 use consort_ledger::policy::Permission;
 use consort_model::local_query::CmpOp;
-use consort_model::scalar::{ArithOp, DatePart, Derived, ScalarExpr, DERIVED_PREFIX};
+use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr, DERIVED_PREFIX};
 use consort_model::{ColumnType, Value};
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, DateTimeField, Expr, Function, FunctionArg,
+    BinaryOperator, CastKind, CeilFloorKind, DataType, DateTimeField, Expr, Function, FunctionArg,
     FunctionArgExpr, FunctionArguments, UnaryOperator, Value as SqlValue,
 };
 
@@ -109,7 +109,18 @@ fn plain_args<'e>(f: &'e Function, name: &str) -> R<Vec<&'e Expr>> {
 pub(crate) fn is_scalar_function(f: &Function) -> bool {
     matches!(
         f.name.to_string().to_ascii_uppercase().as_str(),
-        "COALESCE" | "NULLIF" | "ABS"
+        "COALESCE"
+            | "NULLIF"
+            | "ABS"
+            | "SQRT"
+            | "LN"
+            | "EXP"
+            | "FLOOR"
+            | "CEIL"
+            | "CEILING"
+            | "SIGN"
+            | "LENGTH"
+            | "CHAR_LENGTH"
     )
 }
 
@@ -308,6 +319,21 @@ impl Ctx<'_> {
                 Ok(typed(extract, ty))
             }
             Expr::Function(f) if is_scalar_function(f) => self.function(e, f, p),
+            Expr::Floor { expr, field } | Expr::Ceil { expr, field } => {
+                if !matches!(
+                    field,
+                    CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
+                ) {
+                    return unsupported(format!("this form of FLOOR/CEIL in `{e}`"));
+                }
+                let func = if matches!(e, Expr::Floor { .. }) {
+                    MathFunc::Floor
+                } else {
+                    MathFunc::Ceil
+                };
+                let t = self.scalar(expr, p)?;
+                self.rounding(e, func, t)
+            }
             Expr::Function(f) => unsupported(format!("function {} inside an expression", f.name)),
             other => unsupported(expr_kind(other)),
         }
@@ -585,7 +611,81 @@ impl Ctx<'_> {
                     Some(ty) => Err(QueryError::Type(format!("ABS of a {ty} value in `{e}`"))),
                 }
             }
+            "SQRT" | "LN" | "EXP" => {
+                arity(1)?;
+                let func = match name.as_str() {
+                    "SQRT" => MathFunc::Sqrt,
+                    "LN" => MathFunc::Ln,
+                    _ => MathFunc::Exp,
+                };
+                let t = self.scalar(args[0], p)?;
+                match t.ty {
+                    Some(ty) if numeric(ty) => Ok(typed(
+                        ScalarExpr::Math {
+                            func,
+                            arg: Box::new(coerce(t, ColumnType::Float, &name)?),
+                        },
+                        ColumnType::Float,
+                    )),
+                    None => Ok(t),
+                    Some(ty) => Err(QueryError::Type(format!("{name} of a {ty} value in `{e}`"))),
+                }
+            }
+            "FLOOR" | "CEIL" | "CEILING" => {
+                arity(1)?;
+                let func = if name == "FLOOR" {
+                    MathFunc::Floor
+                } else {
+                    MathFunc::Ceil
+                };
+                let t = self.scalar(args[0], p)?;
+                self.rounding(e, func, t)
+            }
+            "SIGN" => {
+                arity(1)?;
+                let t = self.scalar(args[0], p)?;
+                match t.ty {
+                    Some(ty) if numeric(ty) => Ok(typed(
+                        ScalarExpr::Sign(Box::new(t.expr)),
+                        ColumnType::Integer,
+                    )),
+                    None => Ok(t),
+                    Some(ty) => Err(QueryError::Type(format!("SIGN of a {ty} value in `{e}`"))),
+                }
+            }
+            "LENGTH" | "CHAR_LENGTH" => {
+                arity(1)?;
+                let t = self.scalar(args[0], p)?;
+                match t.ty {
+                    Some(ColumnType::Text) => Ok(typed(
+                        ScalarExpr::Length(Box::new(t.expr)),
+                        ColumnType::Integer,
+                    )),
+                    None => Ok(t),
+                    Some(ty) => Err(QueryError::Type(format!(
+                        "LENGTH of a {ty} value in `{e}` (text only)"
+                    ))),
+                }
+            }
             other => unsupported(format!("function {other}")),
+        }
+    }
+
+    /// `FLOOR`/`CEIL`: an integer is its own floor; a float gives an integral float.
+    fn rounding(&self, e: &Expr, func: MathFunc, t: Typed) -> R<Typed> {
+        match t.ty {
+            Some(ColumnType::Integer) | None => Ok(t),
+            Some(ColumnType::Float) => Ok(typed(
+                ScalarExpr::Math {
+                    func,
+                    arg: Box::new(t.expr),
+                },
+                ColumnType::Float,
+            )),
+            Some(ty) => Err(QueryError::Type(format!(
+                "{} of a {ty} value in `{e}`",
+                func.name()
+            ))),
         }
     }
 }

@@ -155,6 +155,40 @@ fn case_cast_coalesce_nullif_and_extract_are_typed() {
 }
 
 #[test]
+fn math_functions_widen_integers_and_keep_integer_floors() {
+    let p = planned(
+        "SELECT SUM(SQRT(qty)), SUM(FLOOR(amount)), SUM(CEIL(qty)), SUM(SIGN(amount)), \
+                SUM(LENGTH(note)), AVG(LN(amount) + EXP(0)) FROM sales",
+    );
+    let d = derived(&p);
+    assert_eq!(
+        d[0],
+        ScalarExpr::Math {
+            func: consort_model::scalar::MathFunc::Sqrt,
+            arg: Box::new(ScalarExpr::ToFloat(col("qty"))),
+        }
+    );
+    let types: Vec<ColumnType> = d
+        .iter()
+        .map(|e| e.result_type(&p.schema).unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ColumnType::Float,
+            ColumnType::Float,
+            // CEIL of an integer is the integer itself.
+            ColumnType::Integer,
+            ColumnType::Integer,
+            ColumnType::Integer,
+            ColumnType::Float
+        ]
+    );
+    assert!(err("SELECT SUM(SQRT(region)) FROM sales").contains("SQRT of a text"));
+    assert!(err("SELECT SUM(LENGTH(qty)) FROM sales").contains("LENGTH of a integer"));
+}
+
+#[test]
 fn raw_selection_and_order_by_position_or_expression() {
     let p = planned(
         "SELECT region || '-' || CAST(year AS TEXT) AS tag, qty * 2 FROM sales \

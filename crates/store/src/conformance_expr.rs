@@ -13,7 +13,7 @@ use super::conformance::{col, date, load, same, ts};
 use super::scalar_eval;
 use super::DatasetStore;
 use consort_model::local_query::{CmpOp, LocalAggregate, LocalAggregateQuery, LocalSelect};
-use consort_model::scalar::{ArithOp, DatePart, Derived, ScalarExpr};
+use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr};
 use consort_model::value::{ColumnType, Row, Schema, Value};
 
 fn schema() -> Schema {
@@ -265,7 +265,19 @@ fn cases() -> Vec<(&'static str, ScalarExpr)> {
         ("YEAR(ts)", extract(DatePart::Year, c("ts"))),
         ("DOW(ts)", extract(DatePart::DayOfWeek, c("ts"))),
         ("HOUR(ts)", extract(DatePart::Hour, c("ts"))),
+        ("SQRT(f) (negative: NULL)", math(MathFunc::Sqrt, c("f"))),
+        ("LN(f) (zero or negative: NULL)", math(MathFunc::Ln, c("f"))),
+        ("EXP(g)", math(MathFunc::Exp, c("g"))),
+        ("FLOOR(f)", math(MathFunc::Floor, c("f"))),
+        ("CEIL(f)", math(MathFunc::Ceil, c("f"))),
+        ("SIGN(i)", ScalarExpr::Sign(c("i"))),
+        ("SIGN(f) (-0.0 is 0)", ScalarExpr::Sign(c("f"))),
+        ("LENGTH(t) (characters)", ScalarExpr::Length(c("t"))),
     ]
+}
+
+fn math(func: MathFunc, arg: Box<ScalarExpr>) -> ScalarExpr {
+    ScalarExpr::Math { func, arg }
 }
 
 fn derived(expr: ScalarExpr) -> Vec<Derived> {
@@ -417,6 +429,36 @@ async fn overflow(store: &dyn DatasetStore, p: &str) {
             store.backend()
         );
     }
+    // EXP beyond a float's range is refused too.
+    let q = LocalSelect {
+        derived: derived(ScalarExpr::Math {
+            func: MathFunc::Exp,
+            arg: Box::new(ScalarExpr::ToFloat(c("j"))),
+        }),
+        columns: vec!["_consort_e0".into()],
+        filter: None,
+        mask: None,
+    };
+    assert_eq!(
+        store.select(&table, &schema, &q).await.unwrap(),
+        vec![vec![Value::Float((-1.0f64).exp())]],
+        "{}",
+        store.backend()
+    );
+    let q = LocalSelect {
+        derived: derived(ScalarExpr::Math {
+            func: MathFunc::Exp,
+            arg: Box::new(ScalarExpr::Negate(Box::new(ScalarExpr::ToFloat(c("i"))))),
+        }),
+        columns: vec!["_consort_e0".into()],
+        filter: None,
+        mask: None,
+    };
+    assert!(
+        store.select(&table, &schema, &q).await.is_err(),
+        "{}: EXP(9.2e18) was not refused",
+        store.backend()
+    );
     // i64::MIN % -1 is 0 everywhere.
     let q = LocalSelect {
         derived: derived(arith(Rem, c("i"), c("j"))),

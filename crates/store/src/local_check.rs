@@ -245,7 +245,10 @@ impl Checker<'_> {
                 | ScalarExpr::ToFloat(e)
                 | ScalarExpr::IntegerToText(e)
                 | ScalarExpr::IsNull { expr: e, .. }
-                | ScalarExpr::Extract { expr: e, .. } => stack.push(e),
+                | ScalarExpr::Extract { expr: e, .. }
+                | ScalarExpr::Math { arg: e, .. }
+                | ScalarExpr::Sign(e)
+                | ScalarExpr::Length(e) => stack.push(e),
                 ScalarExpr::And(parts) | ScalarExpr::Or(parts) | ScalarExpr::Coalesce(parts) => {
                     stack.extend(parts.iter())
                 }

@@ -55,6 +55,17 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// Functions of row expressions that PostgreSQL would otherwise answer with an error where
+/// the other backends give NULL (`sqrt` of a negative number, `ln` of zero or less). They
+/// live in the session's own `pg_temp` schema: created on every new connection, gone with
+/// it, nothing left in the member's database.
+const SESSION_FUNCTIONS: [&str; 2] = [
+    "CREATE FUNCTION pg_temp.consort_sqrt(x double precision) RETURNS double precision \
+        LANGUAGE sql IMMUTABLE AS 'SELECT CASE WHEN x < 0 THEN NULL ELSE sqrt(x) END'",
+    "CREATE FUNCTION pg_temp.consort_ln(x double precision) RETURNS double precision \
+        LANGUAGE sql IMMUTABLE AS 'SELECT CASE WHEN x <= 0 THEN NULL ELSE ln(x) END'",
+];
+
 impl PgStore {
     /// Connects to the database a `postgres://` URL names.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -65,6 +76,15 @@ impl PgStore {
         let opts = PgConnectOptions::from_str(url).map_err(|e| unreachable(e.to_string()))?;
         rules::probe(&opts).await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    for function in SESSION_FUNCTIONS {
+                        conn.execute(function).await?;
+                    }
+                    Ok(())
+                })
+            })
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use chrono::{Datelike, Timelike};
 use consort_model::local_query::CmpOp;
-use consort_model::scalar::{ArithOp, DatePart, Derived, ScalarExpr};
+use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr};
 use consort_model::value::{compare_values, Row, Schema, Value};
 
 use super::StoreError;
@@ -132,6 +132,29 @@ pub(crate) fn eval(e: &ScalarExpr, schema: &Schema, row: &[Value]) -> Eval {
             Value::Integer(i) => Value::Text(i.to_string().into()),
             v => v,
         },
+        ScalarExpr::Math { func, arg } => match sub(arg)? {
+            Value::Null => Value::Null,
+            Value::Float(x) => math(*func, x)?,
+            v => return Err(format!("{}({v:?})", func.name())),
+        },
+        ScalarExpr::Sign(x) => match sub(x)? {
+            Value::Null => Value::Null,
+            Value::Integer(i) => Value::Integer(i.signum()),
+            // -0.0 and 0.0 are both 0.
+            Value::Float(f) => Value::Integer(if f > 0.0 {
+                1
+            } else if f < 0.0 {
+                -1
+            } else {
+                0
+            }),
+            v => return Err(format!("SIGN of {v:?}")),
+        },
+        ScalarExpr::Length(x) => match sub(x)? {
+            Value::Null => Value::Null,
+            Value::Text(t) => Value::Integer(t.chars().count() as i64),
+            v => return Err(format!("LENGTH of {v:?}")),
+        },
         ScalarExpr::Extract { part, expr } => match sub(expr)? {
             Value::Null => Value::Null,
             Value::Date(d) => Value::Integer(date_part(*part, d, 0)?),
@@ -141,6 +164,23 @@ pub(crate) fn eval(e: &ScalarExpr, schema: &Schema, row: &[Value]) -> Eval {
             v => return Err(format!("EXTRACT from {v:?}")),
         },
     })
+}
+
+/// A math function with the documented NULLs; a non-finite result is an error.
+pub(crate) fn math(func: MathFunc, x: f64) -> Eval {
+    let r = match func {
+        MathFunc::Sqrt if x < 0.0 => return Ok(Value::Null),
+        MathFunc::Ln if x <= 0.0 => return Ok(Value::Null),
+        MathFunc::Sqrt => x.sqrt(),
+        MathFunc::Ln => x.ln(),
+        MathFunc::Exp => x.exp(),
+        MathFunc::Floor => x.floor(),
+        MathFunc::Ceil => x.ceil(),
+    };
+    if !r.is_finite() {
+        return Err(format!("{} overflows a float", func.name()));
+    }
+    Ok(Value::Float(if r == 0.0 { 0.0 } else { r }))
 }
 
 fn date_part(part: DatePart, d: chrono::NaiveDate, hour: i64) -> Result<i64, String> {

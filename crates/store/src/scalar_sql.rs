@@ -10,6 +10,9 @@
 //!   `NULLIF`, which is rendered as a `CASE` for that reason; MySQL concatenates with
 //!   `CONCAT` (its `||` is OR);
 //! - a NULL literal is typed where PostgreSQL needs it;
+//! - `SQRT`, `LN`, `EXP`, `FLOOR`, `CEIL` and `SIGN`: SQLite calls consort's functions (the
+//!   bundled SQLite has none); PostgreSQL calls `pg_temp.consort_sqrt`/`_ln` (NULL out of
+//!   the domain, as MySQL gives); `SIGN` and `LENGTH` are cast to 64-bit integers;
 //! - dates: SQLite stores `YYYY-MM-DD` text and reads parts with `strftime` (of a
 //!   timestamp's date text only: its date functions round to milliseconds); PostgreSQL
 //!   takes parts of timestamps at UTC.
@@ -17,7 +20,7 @@
 use std::fmt::Write;
 
 use consort_model::local_query::CmpOp;
-use consort_model::scalar::{ArithOp, DatePart, ScalarExpr};
+use consort_model::scalar::{ArithOp, DatePart, MathFunc, ScalarExpr};
 use consort_model::value::{ColumnType, Schema, Value};
 
 use super::local_sql::{Flavor, Renderer};
@@ -307,6 +310,46 @@ impl Renderer {
                 let _ = write!(self.sql, " AS {to})");
             }
             ScalarExpr::Extract { part, expr } => self.extract(*part, expr, schema),
+            ScalarExpr::Math { func, arg } => {
+                let name = match (self.flavor, func) {
+                    (Flavor::Sqlite, MathFunc::Sqrt) => "consort_sqrt",
+                    (Flavor::Sqlite, MathFunc::Ln) => "consort_ln",
+                    (Flavor::Sqlite, MathFunc::Exp) => "consort_exp",
+                    (Flavor::Sqlite, MathFunc::Floor) => "consort_floor",
+                    (Flavor::Sqlite, MathFunc::Ceil) => "consort_ceil",
+                    (Flavor::Postgres, MathFunc::Sqrt) => "pg_temp.consort_sqrt",
+                    (Flavor::Postgres, MathFunc::Ln) => "pg_temp.consort_ln",
+                    // MySQL answers SQRT and LN out of their domain with NULL itself.
+                    (_, f) => f.name(),
+                };
+                self.call(name, &[arg], schema);
+            }
+            ScalarExpr::Sign(x) => match self.flavor {
+                Flavor::Sqlite => self.call("consort_sign", &[x], schema),
+                Flavor::Postgres => {
+                    self.sql.push_str("CAST(SIGN(");
+                    self.scalar(x, schema);
+                    self.sql.push_str(") AS BIGINT)");
+                }
+                Flavor::Mysql => {
+                    self.sql.push_str("CAST(SIGN(");
+                    self.scalar(x, schema);
+                    self.sql.push_str(") AS SIGNED)");
+                }
+            },
+            ScalarExpr::Length(x) => match self.flavor {
+                Flavor::Sqlite => self.call("length", &[x], schema),
+                Flavor::Postgres => {
+                    self.sql.push_str("CAST(char_length(");
+                    self.scalar(x, schema);
+                    self.sql.push_str(") AS BIGINT)");
+                }
+                Flavor::Mysql => {
+                    self.sql.push_str("CAST(CHAR_LENGTH(");
+                    self.scalar(x, schema);
+                    self.sql.push_str(") AS SIGNED)");
+                }
+            },
         }
     }
 }
