@@ -317,6 +317,44 @@ impl ScalarExpr {
         }
     }
 
+    /// Whether the expression can never be NULL over `schema` (conservative: `false` when
+    /// unsure). Division, `NULLIF`, `SQRT`, `LN` and a `CASE` without `ELSE` can give NULL
+    /// from non-NULL inputs.
+    pub fn never_null(&self, schema: &Schema) -> bool {
+        let nn = |e: &ScalarExpr| e.never_null(schema);
+        match self {
+            ScalarExpr::Column(name) => schema
+                .index_of(name)
+                .is_some_and(|i| !schema.columns[i].nullable),
+            ScalarExpr::Literal { value, .. } => !value.is_null(),
+            ScalarExpr::Arith { op, left, right } => {
+                matches!(op, ArithOp::Add | ArithOp::Sub | ArithOp::Mul) && nn(left) && nn(right)
+            }
+            ScalarExpr::Concat(l, r)
+            | ScalarExpr::Compare {
+                left: l, right: r, ..
+            } => nn(l) && nn(r),
+            ScalarExpr::Negate(e)
+            | ScalarExpr::Abs(e)
+            | ScalarExpr::Not(e)
+            | ScalarExpr::ToFloat(e)
+            | ScalarExpr::IntegerToText(e)
+            | ScalarExpr::Sign(e)
+            | ScalarExpr::Length(e)
+            | ScalarExpr::Extract { expr: e, .. } => nn(e),
+            ScalarExpr::Math { func, arg } => {
+                matches!(func, MathFunc::Exp | MathFunc::Floor | MathFunc::Ceil) && nn(arg)
+            }
+            ScalarExpr::And(parts) | ScalarExpr::Or(parts) => parts.iter().all(nn),
+            ScalarExpr::IsNull { .. } => true,
+            ScalarExpr::Case { whens, otherwise } => {
+                otherwise.as_deref().is_some_and(nn) && whens.iter().all(|(_, v)| nn(v))
+            }
+            ScalarExpr::Coalesce(args) => args.iter().any(nn),
+            ScalarExpr::NullIf(..) => false,
+        }
+    }
+
     /// The columns the expression reads, in first-use order.
     pub fn columns(&self) -> Vec<&str> {
         let mut out = Vec::new();
@@ -408,4 +446,84 @@ pub fn extend_schema(schema: &Schema, derived: &[Derived]) -> Result<Schema, Str
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Column;
+
+    fn schema() -> Schema {
+        let col = |name: &str, ty, nullable| Column {
+            name: name.into(),
+            ty,
+            nullable,
+        };
+        Schema {
+            columns: vec![
+                col("a", ColumnType::Integer, false),
+                col("b", ColumnType::Integer, true),
+                col("f", ColumnType::Float, false),
+            ],
+        }
+    }
+
+    fn c(name: &str) -> Box<ScalarExpr> {
+        Box::new(ScalarExpr::column(name))
+    }
+
+    fn arith(op: ArithOp, l: Box<ScalarExpr>, r: Box<ScalarExpr>) -> ScalarExpr {
+        ScalarExpr::Arith {
+            op,
+            left: l,
+            right: r,
+        }
+    }
+
+    #[test]
+    fn never_null_is_conservative() {
+        let s = schema();
+        assert!(arith(ArithOp::Add, c("a"), c("a")).never_null(&s));
+        assert!(!arith(ArithOp::Add, c("a"), c("b")).never_null(&s));
+        // Division by zero is NULL.
+        assert!(!arith(ArithOp::Div, c("a"), c("a")).never_null(&s));
+        assert!(!ScalarExpr::NullIf(c("a"), c("a")).never_null(&s));
+        assert!(
+            ScalarExpr::Coalesce(vec![ScalarExpr::column("b"), ScalarExpr::column("a")])
+                .never_null(&s)
+        );
+        let sqrt = ScalarExpr::Math {
+            func: MathFunc::Sqrt,
+            arg: c("f"),
+        };
+        assert!(!sqrt.never_null(&s));
+        let case = |otherwise: Option<Box<ScalarExpr>>| ScalarExpr::Case {
+            whens: vec![(
+                ScalarExpr::Compare {
+                    op: CmpOp::Gt,
+                    left: c("b"),
+                    right: c("a"),
+                },
+                ScalarExpr::column("a"),
+            )],
+            otherwise,
+        };
+        assert!(case(Some(c("a"))).never_null(&s));
+        assert!(!case(None).never_null(&s));
+    }
+
+    #[test]
+    fn types_follow_the_one_rule() {
+        let s = schema();
+        assert_eq!(
+            arith(ArithOp::Mul, c("a"), c("b")).result_type(&s),
+            Ok(ColumnType::Integer)
+        );
+        assert!(arith(ArithOp::Add, c("a"), c("f")).result_type(&s).is_err());
+        assert!(arith(ArithOp::Rem, c("f"), c("f")).result_type(&s).is_err());
+        assert_eq!(
+            ScalarExpr::Length(c("a")).result_type(&s),
+            Err("LENGTH of a integer value (text only)".into())
+        );
+    }
 }

@@ -134,8 +134,18 @@ impl Totals {
     }
     fn count_of(&self, a: &AggSpec) -> R<&ArithShares> {
         match &a.column {
-            Some(c) => self.get(&LocalAggregate::Count(c.clone())),
+            Some(c) => self.count_column(c),
             None => self.get(&LocalAggregate::CountRows),
+        }
+    }
+    /// `COUNT(c)`; the planner leaves it out for a derived column that is never NULL,
+    /// whose count is `COUNT(*)`.
+    fn count_column(&self, c: &str) -> R<&ArithShares> {
+        let count = LocalAggregate::Count(c.to_string());
+        if self.q.aggregates.contains(&count) {
+            self.get(&count)
+        } else {
+            self.get(&LocalAggregate::CountRows)
         }
     }
 }
@@ -337,7 +347,7 @@ pub(crate) fn finish(
             .iter()
             .map(|c| {
                 totals
-                    .get(&LocalAggregate::Count(c.clone()))?
+                    .count_column(c)?
                     .gather(&selected)
                     .map_err(QueryError::from)
             })
@@ -534,7 +544,7 @@ fn having(
                     let c = encode_fixed(*value, FRAC_BITS)
                         .map_err(|_| QueryError::Range(format!("{value} in HAVING")))?;
                     let sum = totals.get(&LocalAggregate::Sum(col.clone()))?;
-                    let n = totals.get(&LocalAggregate::Count(col))?;
+                    let n = totals.count_column(&col)?;
                     (sum.sub(&n.mul_public(c))?, 0.0)
                 }
                 AggFunc::VarPop | AggFunc::StddevPop => {

@@ -511,6 +511,18 @@ fn plan_select(
         let mut partials = vec![LocalAggregate::CountRows];
         for a in &cx.aggs {
             for p in a.partials() {
+                // COUNT of a derived column that is never NULL is COUNT(*): the owner need
+                // not compute it (nor evaluate the expression once more for it).
+                if let LocalAggregate::Count(c) = &p {
+                    let never_null = cx
+                        .derived
+                        .iter()
+                        .find(|d| d.name == *c)
+                        .is_some_and(|d| d.expr.never_null(&src.schema));
+                    if never_null {
+                        continue;
+                    }
+                }
                 if !partials.contains(&p) {
                     partials.push(p);
                 }

@@ -139,6 +139,13 @@ fn cases() -> Vec<Case> {
             group: Some("region"),
             ..case("region, SUM(CASE WHEN qty > 0 THEN 1 ELSE 0 END) AS pos, AVG(amount * 2 - qty) AS e, SUM(qty / 3) AS t")
         },
+        // Never-NULL expressions: their COUNT is COUNT(*), which the divisions and the
+        // HAVING of AVG then use.
+        Case {
+            group: Some("region"),
+            having: Some("AVG(year * 2 + amount) > 4100"),
+            ..case("region, AVG(year * 2 + amount) AS a, MAX(ABS(amount)) AS m, VAR_POP(amount - 1) AS v")
+        },
         Case {
             group: Some("year % 2"),
             ..case("year % 2 AS parity, COUNT(*) AS n, SUM(COALESCE(qty, -1) * 2) AS s")
@@ -174,8 +181,8 @@ fn cases() -> Vec<Case> {
 fn sql_of(c: &Case, reference: Option<u32>) -> String {
     let mut sel = c.select.to_string();
     if reference.is_some() {
-        for col in ["amount", "qty"] {
-            let var = format!("(AVG({col}*{col}) - AVG({col})*AVG({col}))");
+        for col in ["amount", "qty", "amount - 1"] {
+            let var = format!("(AVG(({col})*({col})) - AVG({col})*AVG({col}))");
             sel = sel.replace(&format!("VAR_POP({col})"), &var);
             sel = sel.replace(&format!("STDDEV_POP({col})"), &var);
         }
@@ -254,8 +261,8 @@ fn reference(
         // The select list first, so GROUP BY positions and aliases mean what they mean
         // in the query itself.
         let mut sel = c.select.to_string();
-        for col in ["amount", "qty"] {
-            let var = format!("(AVG({col}*{col}) - AVG({col})*AVG({col}))");
+        for col in ["amount", "qty", "amount - 1"] {
+            let var = format!("(AVG(({col})*({col})) - AVG({col})*AVG({col}))");
             sel = sel.replace(&format!("VAR_POP({col})"), &var);
             sel = sel.replace(&format!("STDDEV_POP({col})"), &var);
         }

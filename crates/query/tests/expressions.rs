@@ -71,6 +71,26 @@ fn an_aggregate_of_an_expression_aggregates_a_derived_column() {
 }
 
 #[test]
+fn a_never_null_expression_needs_no_count_of_its_own() {
+    // amount and year are NOT NULL in the catalog, qty is nullable.
+    let p = planned(
+        "SELECT AVG(amount * 2 + year), AVG(amount + qty), MIN(NULLIF(year, 0)) FROM sales",
+    );
+    let LocalWork::Aggregate(q) = &p.local else {
+        panic!()
+    };
+    assert!(!q
+        .aggregates
+        .contains(&LocalAggregate::Count("_consort_e0".into())));
+    assert!(q
+        .aggregates
+        .contains(&LocalAggregate::Count("_consort_e1".into())));
+    assert!(q
+        .aggregates
+        .contains(&LocalAggregate::Count("_consort_e2".into())));
+}
+
+#[test]
 fn group_by_expression_alias_and_position_share_one_derived_column() {
     for sql in [
         "SELECT year % 2, COUNT(*) FROM sales GROUP BY year % 2",
