@@ -107,9 +107,6 @@ impl Ctx<'_> {
         if f.over.is_some() {
             return unsupported(format!("window function {fname} … OVER"));
         }
-        if f.filter.is_some() {
-            return unsupported(format!("FILTER clause on {fname}"));
-        }
         if !f.within_group.is_empty() {
             return unsupported(format!("WITHIN GROUP on {fname}"));
         }
@@ -142,6 +139,36 @@ impl Ctx<'_> {
             FunctionArg::Unnamed(a) => a,
             _ => return unsupported(format!("named argument in {fname}")),
         };
+        if let Some(cond) = &f.filter {
+            // agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END), COUNT(*) FILTER
+            // (WHERE c) is COUNT(CASE WHEN c THEN 1 END): one derived column either way.
+            if contains_aggregate_call(cond) {
+                return unsupported(format!("an aggregate in the FILTER of {fname}"));
+            }
+            let value = match arg {
+                FunctionArgExpr::Wildcard if func == AggFunc::Count => None,
+                FunctionArgExpr::Expr(e) if !contains_aggregate_call(e) => Some(e),
+                FunctionArgExpr::Expr(_) => {
+                    return unsupported(format!("nested aggregate in {fname}"))
+                }
+                _ => return unsupported(format!("this argument of {fname} with FILTER")),
+            };
+            let (col, ty) = self.filtered_column(value, cond)?;
+            let numeric = matches!(ty, ColumnType::Integer | ColumnType::Float);
+            if !numeric && !matches!(func, AggFunc::Count) {
+                return Err(QueryError::Type(format!(
+                    "{fname} of a {ty} value in `{f}` (numbers only)"
+                )));
+            }
+            return Ok((
+                AggSpec {
+                    func,
+                    column: Some(col),
+                    column_type: ty,
+                },
+                f.to_string(),
+            ));
+        }
         match arg {
             FunctionArgExpr::Wildcard if func == AggFunc::Count => Ok((
                 AggSpec {

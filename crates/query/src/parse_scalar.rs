@@ -138,7 +138,52 @@ impl Ctx<'_> {
                 "`{e}` is always NULL; write IS [NOT] NULL or drop it"
             )));
         };
-        if let Some(d) = self.derived.iter().find(|d| d.expr == t.expr) {
+        self.register(t.expr, ty)
+    }
+
+    /// The derived column `CASE WHEN cond THEN value END` of an aggregate's `FILTER (WHERE
+    /// cond)` (`value` is the constant 1 for `COUNT(*)`): the condition's columns are used
+    /// as filters, the value's as aggregate inputs.
+    pub(crate) fn filtered_column(
+        &mut self,
+        value: Option<&Expr>,
+        cond: &Expr,
+    ) -> R<(String, ColumnType)> {
+        let cond = self.scalar(cond, Permission::Filter)?;
+        let cond = coerce(cond, ColumnType::Boolean, "FILTER (WHERE …)")?;
+        let value = match value {
+            Some(e) => self.scalar(e, Permission::Aggregate)?,
+            None => typed(
+                ScalarExpr::Literal {
+                    value: Value::Integer(1),
+                    ty: ColumnType::Integer,
+                },
+                ColumnType::Integer,
+            ),
+        };
+        let Some(ty) = value.ty else {
+            return Err(QueryError::Invalid(
+                "an aggregate of NULL with FILTER is always NULL".into(),
+            ));
+        };
+        let expr = ScalarExpr::Case {
+            whens: vec![(cond, value.expr)],
+            otherwise: None,
+        };
+        self.register(expr, ty)
+    }
+
+    /// Adds `expr` as a derived column (or finds the one that already computes it).
+    fn register(&mut self, expr: ScalarExpr, ty: ColumnType) -> R<(String, ColumnType)> {
+        if let Err(e) = expr.result_type(&self.src.schema) {
+            // The typing rule also bounds the depth (`consort_model::scalar::MAX_DEPTH`).
+            return Err(if e.contains("deeper") {
+                QueryError::TooComplex(e)
+            } else {
+                QueryError::Type(e)
+            });
+        }
+        if let Some(d) = self.derived.iter().find(|d| d.expr == expr) {
             return Ok((d.name.clone(), ty));
         }
         if self.derived.len() >= consort_model::scalar::MAX_DERIVED {
@@ -150,7 +195,7 @@ impl Ctx<'_> {
         let name = format!("{DERIVED_PREFIX}{}", self.derived.len());
         self.derived.push(Derived {
             name: name.clone(),
-            expr: t.expr,
+            expr,
         });
         Ok((name, ty))
     }

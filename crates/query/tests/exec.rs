@@ -146,6 +146,11 @@ fn cases() -> Vec<Case> {
             having: Some("AVG(year * 2 + amount) > 4100"),
             ..case("region, AVG(year * 2 + amount) AS a, MAX(ABS(amount)) AS m, VAR_POP(amount - 1) AS v")
         },
+        // FILTER (WHERE …) on aggregates.
+        Case {
+            group: Some("region"),
+            ..case("region, COUNT(*) FILTER (WHERE qty > 5) AS big, SUM(amount) FILTER (WHERE note IS NULL) AS s, AVG(qty) FILTER (WHERE year = 2021) AS a")
+        },
         Case {
             group: Some("year % 2"),
             ..case("year % 2 AS parity, COUNT(*) AS n, SUM(COALESCE(qty, -1) * 2) AS s")

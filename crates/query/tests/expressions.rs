@@ -209,6 +209,32 @@ fn math_functions_widen_integers_and_keep_integer_floors() {
 }
 
 #[test]
+fn filter_clauses_are_case_expressions_with_filter_permission() {
+    let p = planned(
+        "SELECT region, COUNT(*) FILTER (WHERE qty > 5), SUM(amount) FILTER (WHERE note IS NULL) \
+         FROM sales GROUP BY region",
+    );
+    assert_eq!(p.columns()[1], "COUNT(*) FILTER (WHERE qty > 5)");
+    let d = derived(&p);
+    assert!(
+        matches!(
+            &d[0],
+            ScalarExpr::Case {
+                otherwise: None,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let perms = |c: &str| p.uses.get(c).map(|s| s.iter().copied().collect::<Vec<_>>());
+    assert_eq!(perms("qty"), Some(vec![Permission::Filter]));
+    assert_eq!(perms("note"), Some(vec![Permission::Filter]));
+    assert_eq!(perms("amount"), Some(vec![Permission::Aggregate]));
+    assert!(err("SELECT SUM(region) FILTER (WHERE qty > 1) FROM sales").contains("numbers only"));
+    assert!(err("SELECT COUNT(*) FILTER (WHERE COUNT(*) > 1) FROM sales").contains("FILTER"));
+}
+
+#[test]
 fn raw_selection_and_order_by_position_or_expression() {
     let p = planned(
         "SELECT region || '-' || CAST(year AS TEXT) AS tag, qty * 2 FROM sales \
@@ -238,6 +264,15 @@ fn a_plan_without_expressions_hashes_as_before() {
     assert_ne!(a.hash(), c.hash());
     let d = planned("SELECT region, COUNT(*) FROM sales WHERE qty + 1 > 1 GROUP BY region");
     assert_ne!(c.hash(), d.hash(), "the expression is part of the hash");
+}
+
+#[test]
+fn an_expression_deeper_than_the_stores_accept_is_refused_when_planned() {
+    let deep = format!("SELECT SUM(qty{}) FROM sales", " + 1".repeat(70));
+    let e = plan(&deep, &catalog()).unwrap_err();
+    assert!(matches!(e, consort_query::QueryError::TooComplex(_)), "{e}");
+    let fine = format!("SELECT SUM(qty{}) FROM sales", " + 1".repeat(60));
+    planned(&fine);
 }
 
 #[test]
