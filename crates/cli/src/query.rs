@@ -328,6 +328,12 @@ fn print_table(answer: &Value) {
     for row in &rows {
         println!("{}", line(row));
     }
+    let query_id = answer["query_id"].as_str().unwrap_or("");
+    if query_id.is_empty() {
+        // EXPLAIN: nothing was asked of anyone, nothing recorded.
+        println!("(explained; nothing was recorded)");
+        return;
+    }
     println!(
         "({} row{}, {} group{} suppressed; query {})",
         rows.len(),
@@ -338,7 +344,7 @@ fn print_table(answer: &Value) {
         } else {
             "s"
         },
-        answer["query_id"].as_str().unwrap_or("")
+        query_id
     );
 }
 

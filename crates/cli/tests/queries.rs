@@ -169,6 +169,17 @@ async fn joint_queries_match_plain_sqlite_over_the_union() {
         );
         assert_eq!(record["result"]["status"], "revealed", "{record}");
     }
+    // EXPLAIN describes the plan and records nothing.
+    let explained = ask(
+        &cluster,
+        1,
+        "EXPLAIN SELECT region, COUNT(*) FROM visits WHERE age > 30 GROUP BY region",
+    )
+    .await
+    .unwrap();
+    let text = explained["rows"].to_string();
+    assert!(text.contains("keeps the rows where age > 30"), "{text}");
+    assert!(text.contains("revealed to the requester"), "{text}");
     // The injection attempt was data: every owner's table is still there.
     let answer = ask(&cluster, 0, "SELECT COUNT(*) FROM visits")
         .await

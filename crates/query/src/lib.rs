@@ -35,6 +35,7 @@ mod exec_join;
 mod exec_join_align;
 mod exec_math;
 mod exec_top;
+pub mod explain;
 mod parse;
 mod parse_expr;
 mod parse_join;
@@ -46,6 +47,7 @@ pub mod table;
 pub use attest::{cosign, result_payload, session_min_group_size, Attestation};
 pub use error::QueryError;
 pub use exec::{run_party, LocalInput, PartyOutcome, Roles};
+pub use explain::{explain, explain_target};
 pub use plan::{
     plan, AggFunc, AggSpec, Catalog, HavingExpr, JoinSide, JoinSpec, LocalWork, OrderKey,
     OrderTarget, OutputColumn, OutputExpr, Plan, FRAC_BITS,

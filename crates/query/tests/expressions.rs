@@ -276,6 +276,26 @@ fn an_expression_deeper_than_the_stores_accept_is_refused_when_planned() {
 }
 
 #[test]
+fn explain_says_what_each_party_does_and_sees() {
+    let sql = "EXPLAIN SELECT region, SUM(amount - 1) FROM sales WHERE qty > 2 GROUP BY region";
+    let inner = consort_query::explain_target(sql).unwrap();
+    let p = planned(inner);
+    let lines = consort_query::explain(&p).join("\n");
+    assert!(
+        lines.contains("computes _consort_e0 = (amount - 1.0)"),
+        "{lines}"
+    );
+    assert!(lines.contains("keeps the rows where qty > 2"), "{lines}");
+    assert!(lines.contains("groups by region"), "{lines}");
+    assert!(lines.contains("SUM(_consort_e0)"), "{lines}");
+    assert!(
+        lines.contains("revealed to the requester: region, SUM(amount - 1)"),
+        "{lines}"
+    );
+    assert!(lines.contains(&p.hash().to_string()), "{lines}");
+}
+
+#[test]
 fn what_the_subset_refuses_is_named() {
     for (sql, needle) in [
         ("SELECT SUM(region + 1) FROM sales", "arithmetic"),

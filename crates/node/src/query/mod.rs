@@ -229,6 +229,9 @@ pub async fn run_query(
     sql: &str,
     timeout: Duration,
 ) -> Result<QueryAnswer, NodeError> {
+    if let Some(inner) = consort_query::explain_target(sql) {
+        return explain(node, inner);
+    }
     let plan = node
         .chain
         .read(|s| consort_query::plan(sql, &catalog(s)))
@@ -319,6 +322,28 @@ pub async fn run_query(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// `EXPLAIN <query>`: the plan in words, one row per line; nothing is recorded.
+fn explain(node: &NodeShared, sql: &str) -> Result<QueryAnswer, NodeError> {
+    let plan = node
+        .chain
+        .read(|s| consort_query::plan(sql, &catalog(s)))
+        .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+    Ok(QueryAnswer {
+        query_id: String::new(),
+        columns: vec!["plan".into()],
+        rows: consort_query::explain(&plan)
+            .into_iter()
+            .map(|line| vec![serde_json::Value::String(line)])
+            .collect(),
+        suppressed_groups: 0,
+        ledger: LedgerRefs {
+            request: String::new(),
+            decisions: Vec::new(),
+            result: None,
+        },
+    })
 }
 
 /// After the reveal: waits for the compute nodes' attested `QueryResult` and builds the

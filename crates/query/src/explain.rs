@@ -1,0 +1,242 @@
+//! `EXPLAIN <query>`: what a plan does, in words. Each owner's local work (derived
+//! columns, filter, groups, partial aggregates), what the compute nodes do in MPC, and what
+//! is revealed to whom (docs/QUERY.md §6). Nothing is recorded on the ledger.
+
+use consort_model::local_query::{CmpOp, LocalAggregate, Predicate};
+use consort_model::scalar::{ArithOp, ScalarExpr};
+use consort_model::Value;
+
+use crate::plan::{LocalWork, Plan};
+
+/// The query inside `EXPLAIN <query>`, if `sql` is one.
+pub fn explain_target(sql: &str) -> Option<&str> {
+    let trimmed = sql.trim_start();
+    let word = trimmed.get(..7)?;
+    let rest = trimmed.get(7..)?;
+    (word.eq_ignore_ascii_case("EXPLAIN") && rest.starts_with(char::is_whitespace))
+        .then_some(rest.trim_start())
+}
+
+fn op(o: CmpOp) -> &'static str {
+    match o {
+        CmpOp::Eq => "=",
+        CmpOp::NotEq => "<>",
+        CmpOp::Lt => "<",
+        CmpOp::LtEq => "<=",
+        CmpOp::Gt => ">",
+        CmpOp::GtEq => ">=",
+    }
+}
+
+fn value(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Boolean(b) => b.to_string().to_uppercase(),
+        Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        Value::Date(d) => format!("DATE '{d}'"),
+        Value::Timestamp(t) => format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
+    }
+}
+
+fn list(parts: &[ScalarExpr], joiner: &str) -> String {
+    let parts: Vec<String> = parts.iter().map(scalar).collect();
+    format!("({})", parts.join(joiner))
+}
+
+/// An expression in SQL-like text (recursion bounded by the planner's depth limit).
+fn scalar(e: &ScalarExpr) -> String {
+    match e {
+        ScalarExpr::Column(c) => c.clone(),
+        ScalarExpr::Literal { value: v, .. } => value(v),
+        ScalarExpr::Arith { op: o, left, right } => {
+            let sym = match o {
+                ArithOp::Add => "+",
+                ArithOp::Sub => "-",
+                ArithOp::Mul => "*",
+                ArithOp::Div => "/",
+                ArithOp::Rem => "%",
+            };
+            format!("({} {sym} {})", scalar(left), scalar(right))
+        }
+        ScalarExpr::Negate(x) => format!("-{}", scalar(x)),
+        ScalarExpr::Concat(l, r) => format!("({} || {})", scalar(l), scalar(r)),
+        ScalarExpr::Compare { op: o, left, right } => {
+            format!("({} {} {})", scalar(left), op(*o), scalar(right))
+        }
+        ScalarExpr::And(parts) => list(parts, " AND "),
+        ScalarExpr::Or(parts) => list(parts, " OR "),
+        ScalarExpr::Not(x) => format!("NOT {}", scalar(x)),
+        ScalarExpr::IsNull { expr, negated } => format!(
+            "{} IS {}NULL",
+            scalar(expr),
+            if *negated { "NOT " } else { "" }
+        ),
+        ScalarExpr::Case { whens, otherwise } => {
+            let mut s = "CASE".to_string();
+            for (c, v) in whens {
+                s += &format!(" WHEN {} THEN {}", scalar(c), scalar(v));
+            }
+            if let Some(o) = otherwise {
+                s += &format!(" ELSE {}", scalar(o));
+            }
+            s + " END"
+        }
+        ScalarExpr::Coalesce(args) => format!("COALESCE{}", list(args, ", ")),
+        ScalarExpr::NullIf(a, b) => format!("NULLIF({}, {})", scalar(a), scalar(b)),
+        ScalarExpr::Abs(x) => format!("ABS({})", scalar(x)),
+        ScalarExpr::ToFloat(x) => format!("CAST({} AS DOUBLE)", scalar(x)),
+        ScalarExpr::IntegerToText(x) => format!("CAST({} AS TEXT)", scalar(x)),
+        ScalarExpr::Extract { part, expr } => {
+            format!("EXTRACT({} FROM {})", part.name(), scalar(expr))
+        }
+        ScalarExpr::Math { func, arg } => format!("{}({})", func.name(), scalar(arg)),
+        ScalarExpr::Sign(x) => format!("SIGN({})", scalar(x)),
+        ScalarExpr::Length(x) => format!("LENGTH({})", scalar(x)),
+    }
+}
+
+fn predicate(p: &Predicate) -> String {
+    let join = |ps: &[Predicate], j: &str| {
+        let parts: Vec<String> = ps.iter().map(predicate).collect();
+        format!("({})", parts.join(j))
+    };
+    match p {
+        Predicate::Compare {
+            column,
+            op: o,
+            value: v,
+        } => format!("{column} {} {}", op(*o), value(v)),
+        Predicate::And(ps) => join(ps, " AND "),
+        Predicate::Or(ps) => join(ps, " OR "),
+        Predicate::Not(q) => format!("NOT {}", predicate(q)),
+        Predicate::In {
+            column,
+            values,
+            negated,
+        } => {
+            let vs: Vec<String> = values.iter().map(value).collect();
+            let not = if *negated { "NOT " } else { "" };
+            format!("{column} {not}IN ({})", vs.join(", "))
+        }
+        Predicate::Between {
+            column,
+            low,
+            high,
+            negated,
+        } => {
+            let not = if *negated { "NOT " } else { "" };
+            format!("{column} {not}BETWEEN {} AND {}", value(low), value(high))
+        }
+        Predicate::Like {
+            column,
+            pattern,
+            negated,
+        } => {
+            let not = if *negated { "NOT " } else { "" };
+            format!("{column} {not}LIKE '{}'", pattern.replace('\'', "''"))
+        }
+        Predicate::IsNull { column, negated } => {
+            format!("{column} IS {}NULL", if *negated { "NOT " } else { "" })
+        }
+    }
+}
+
+fn partial(a: &LocalAggregate) -> String {
+    match a {
+        LocalAggregate::CountRows => "COUNT(*)".into(),
+        LocalAggregate::Count(c) => format!("COUNT({c})"),
+        LocalAggregate::Sum(c) => format!("SUM({c})"),
+        LocalAggregate::SumSquares(c) => format!("SUM({c} * {c})"),
+        LocalAggregate::Min(c) => format!("MIN({c})"),
+        LocalAggregate::Max(c) => format!("MAX({c})"),
+    }
+}
+
+/// The lines `EXPLAIN` prints for `plan`.
+pub fn explain(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let owners: Vec<String> = plan
+        .datasets
+        .iter()
+        .map(|d| format!("{} of {}", d.name, d.owner))
+        .collect();
+    out.push(format!("reads: {}", owners.join(", ")));
+    let (derived, filter) = match &plan.local {
+        LocalWork::Aggregate(q) => (&q.derived, &q.filter),
+        LocalWork::Select(s) => (&s.derived, &s.filter),
+    };
+    out.push("each owner, in its own database:".into());
+    for d in derived {
+        out.push(format!("  computes {} = {}", d.name, scalar(&d.expr)));
+    }
+    if let Some(f) = filter {
+        out.push(format!("  keeps the rows where {}", predicate(f)));
+    }
+    match &plan.local {
+        LocalWork::Aggregate(q) => {
+            if !q.group_by.is_empty() {
+                out.push(format!("  groups by {}", q.group_by.join(", ")));
+            }
+            let parts: Vec<String> = q.aggregates.iter().map(partial).collect();
+            out.push(format!("  computes {} per group", parts.join(", ")));
+            out.push(
+                "  secret-shares them to the compute nodes (and reveals its group keys to them)"
+                    .into(),
+            );
+            out.push("the three compute nodes, in MPC:".into());
+            out.push(
+                "  add the owners' partials per group; suppress groups below the minimum group size"
+                    .into(),
+            );
+            let aggs: Vec<String> = plan
+                .aggregates
+                .iter()
+                .map(|a| match &a.column {
+                    Some(c) => format!("{}({c})", a.func.sql_name()),
+                    None => format!("{}(*)", a.func.sql_name()),
+                })
+                .collect();
+            out.push(format!("  compute {}", aggs.join(", ")));
+            if plan.having.is_some() {
+                out.push("  apply HAVING".into());
+            }
+        }
+        LocalWork::Select(s) => {
+            out.push(format!("  selects {}", s.columns.join(", ")));
+            out.push("  shares the selected rows with the requester (a plain selection)".into());
+        }
+    }
+    if !plan.order_by.is_empty() || plan.limit.is_some() {
+        out.push(format!(
+            "ordered by {} key(s){}",
+            plan.order_by.len(),
+            plan.limit
+                .map(|l| format!(", limit {l}"))
+                .unwrap_or_default()
+        ));
+    }
+    let cols: Vec<String> = plan.output.iter().map(|c| c.name.clone()).collect();
+    out.push(format!(
+        "revealed to the requester: {} and the number of suppressed groups (docs/QUERY.md §6)",
+        cols.join(", ")
+    ));
+    out.push(format!("plan hash {}", plan.hash()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_target;
+
+    #[test]
+    fn explain_is_a_prefix_word() {
+        assert_eq!(explain_target("EXPLAIN SELECT 1"), Some("SELECT 1"));
+        assert_eq!(explain_target("  explain\n SELECT 1"), Some("SELECT 1"));
+        assert_eq!(explain_target("EXPLAINSELECT 1"), None);
+        assert_eq!(explain_target("SELECT 1"), None);
+        assert_eq!(explain_target("EXPLAIN"), None);
+        assert_eq!(explain_target("ÉXPLAIN SELECT 1"), None);
+    }
+}
