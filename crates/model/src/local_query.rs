@@ -18,6 +18,20 @@ pub enum CmpOp {
     GtEq,
 }
 
+impl CmpOp {
+    /// The SQL operator (`=`, `<>`, `<`, `<=`, `>`, `>=`).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::NotEq => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::LtEq => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::GtEq => ">=",
+        }
+    }
+}
+
 /// A row condition over one table's columns, with SQL's three-valued logic (a comparison
 /// with NULL is unknown, and a row is kept only when the whole condition is true).
 #[derive(Debug, Clone, PartialEq)]

@@ -513,6 +513,49 @@ mod tests {
     }
 
     #[test]
+    fn a_store_refuses_bad_derived_columns() {
+        let s = schema();
+        let d = |name: &str, expr: ScalarExpr| Derived {
+            name: name.into(),
+            expr,
+        };
+        let ok = d("_consort_e0", arith(ArithOp::Add, c("a"), c("b")));
+        let extended = extend_schema(&s, std::slice::from_ref(&ok)).unwrap();
+        assert_eq!(extended.columns.len(), 4);
+        assert!(extended.columns[3].nullable);
+        for (bad, needle) in [
+            (vec![d("a", ScalarExpr::column("a"))], "name"),
+            (vec![d("_consort_e0x", ScalarExpr::column("a"))], "name"),
+            (vec![ok.clone(), ok.clone()], "twice"),
+            (
+                vec![d("_consort_e0", ScalarExpr::column("nope"))],
+                "unknown column",
+            ),
+            // A derived column reads only the table's own columns.
+            (
+                vec![
+                    ok.clone(),
+                    d("_consort_e1", ScalarExpr::column("_consort_e0")),
+                ],
+                "unknown column",
+            ),
+        ] {
+            let e = extend_schema(&s, &bad).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        let many: Vec<Derived> = (0..=MAX_DERIVED)
+            .map(|i| d(&format!("_consort_e{i}"), ScalarExpr::column("a")))
+            .collect();
+        assert!(extend_schema(&s, &many).unwrap_err().contains("at most"));
+        let mut deep = ScalarExpr::column("a");
+        for _ in 0..=MAX_DEPTH {
+            deep = ScalarExpr::Negate(Box::new(deep));
+        }
+        let e = extend_schema(&s, &[d("_consort_e0", deep)]).unwrap_err();
+        assert!(e.contains("deeper"), "{e}");
+    }
+
+    #[test]
     fn types_follow_the_one_rule() {
         let s = schema();
         assert_eq!(

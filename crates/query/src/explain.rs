@@ -2,8 +2,8 @@
 //! columns, filter, groups, partial aggregates), what the compute nodes do in MPC, and what
 //! is revealed to whom (docs/QUERY.md §6). Nothing is recorded on the ledger.
 
-use consort_model::local_query::{CmpOp, LocalAggregate, Predicate};
-use consort_model::scalar::{ArithOp, ScalarExpr};
+use consort_model::local_query::{LocalAggregate, Predicate};
+use consort_model::scalar::ScalarExpr;
 use consort_model::Value;
 
 use crate::plan::{LocalWork, Plan};
@@ -15,17 +15,6 @@ pub fn explain_target(sql: &str) -> Option<&str> {
     let rest = trimmed.get(7..)?;
     (word.eq_ignore_ascii_case("EXPLAIN") && rest.starts_with(char::is_whitespace))
         .then_some(rest.trim_start())
-}
-
-fn op(o: CmpOp) -> &'static str {
-    match o {
-        CmpOp::Eq => "=",
-        CmpOp::NotEq => "<>",
-        CmpOp::Lt => "<",
-        CmpOp::LtEq => "<=",
-        CmpOp::Gt => ">",
-        CmpOp::GtEq => ">=",
-    }
 }
 
 fn value(v: &Value) -> String {
@@ -50,20 +39,13 @@ fn scalar(e: &ScalarExpr) -> String {
     match e {
         ScalarExpr::Column(c) => c.clone(),
         ScalarExpr::Literal { value: v, .. } => value(v),
-        ScalarExpr::Arith { op: o, left, right } => {
-            let sym = match o {
-                ArithOp::Add => "+",
-                ArithOp::Sub => "-",
-                ArithOp::Mul => "*",
-                ArithOp::Div => "/",
-                ArithOp::Rem => "%",
-            };
-            format!("({} {sym} {})", scalar(left), scalar(right))
+        ScalarExpr::Arith { op, left, right } => {
+            format!("({} {} {})", scalar(left), op.symbol(), scalar(right))
         }
         ScalarExpr::Negate(x) => format!("-{}", scalar(x)),
         ScalarExpr::Concat(l, r) => format!("({} || {})", scalar(l), scalar(r)),
-        ScalarExpr::Compare { op: o, left, right } => {
-            format!("({} {} {})", scalar(left), op(*o), scalar(right))
+        ScalarExpr::Compare { op, left, right } => {
+            format!("({} {} {})", scalar(left), op.symbol(), scalar(right))
         }
         ScalarExpr::And(parts) => list(parts, " AND "),
         ScalarExpr::Or(parts) => list(parts, " OR "),
@@ -105,9 +87,9 @@ fn predicate(p: &Predicate) -> String {
     match p {
         Predicate::Compare {
             column,
-            op: o,
+            op,
             value: v,
-        } => format!("{column} {} {}", op(*o), value(v)),
+        } => format!("{column} {} {}", op.symbol(), value(v)),
         Predicate::And(ps) => join(ps, " AND "),
         Predicate::Or(ps) => join(ps, " OR "),
         Predicate::Not(q) => format!("NOT {}", predicate(q)),

@@ -25,6 +25,17 @@ struct Typed {
     ty: Option<ColumnType>,
 }
 
+/// A NULL whose type its context will give (`coerce`).
+fn untyped_null() -> Typed {
+    Typed {
+        expr: ScalarExpr::Literal {
+            value: Value::Null,
+            ty: ColumnType::Text,
+        },
+        ty: None,
+    }
+}
+
 fn typed(expr: ScalarExpr, ty: ColumnType) -> Typed {
     Typed { expr, ty: Some(ty) }
 }
@@ -230,13 +241,7 @@ impl Ctx<'_> {
                 Ok(typed(ScalarExpr::Column(name), ty))
             }
             Expr::Value(v) => match &v.value {
-                SqlValue::Null => Ok(Typed {
-                    expr: ScalarExpr::Literal {
-                        value: Value::Null,
-                        ty: ColumnType::Text,
-                    },
-                    ty: None,
-                }),
+                SqlValue::Null => Ok(untyped_null()),
                 SqlValue::Boolean(b) => Ok(typed(
                     ScalarExpr::Literal {
                         value: Value::Boolean(*b),
@@ -528,13 +533,7 @@ impl Ctx<'_> {
         types.extend(otherwise.as_ref().map(|o| o.ty));
         let ty = unify(&types, "CASE branches")?;
         let Some(ty) = ty else {
-            return Ok(Typed {
-                expr: ScalarExpr::Literal {
-                    value: Value::Null,
-                    ty: ColumnType::Text,
-                },
-                ty: None,
-            });
+            return Ok(untyped_null());
         };
         let whens = conds
             .into_iter()
@@ -620,13 +619,7 @@ impl Ctx<'_> {
                     .collect::<R<Vec<_>>>()?;
                 let types: Vec<Option<ColumnType>> = parts.iter().map(|t| t.ty).collect();
                 let Some(ty) = unify(&types, "COALESCE arguments")? else {
-                    return Ok(parts.into_iter().next().unwrap_or(Typed {
-                        expr: ScalarExpr::Literal {
-                            value: Value::Null,
-                            ty: ColumnType::Text,
-                        },
-                        ty: None,
-                    }));
+                    return Ok(parts.into_iter().next().unwrap_or_else(untyped_null));
                 };
                 let parts = parts
                     .into_iter()

@@ -273,6 +273,16 @@ fn an_expression_deeper_than_the_stores_accept_is_refused_when_planned() {
     assert!(matches!(e, consort_query::QueryError::TooComplex(_)), "{e}");
     let fine = format!("SELECT SUM(qty{}) FROM sales", " + 1".repeat(60));
     planned(&fine);
+    let many: Vec<String> = (0..65).map(|i| format!("SUM(qty + {i})")).collect();
+    let e = plan(
+        &format!("SELECT {} FROM sales", many.join(", ")),
+        &catalog(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("more than 64 distinct expressions"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ use std::fmt::Write;
 use super::local_check::{self, Agg, AggQuery, Col, Pred, SelectQuery};
 use super::rules::{self, ROW_COLUMN};
 use super::StoreError;
-use consort_model::local_query::{CmpOp, LocalAggregateQuery, LocalSelect};
+use consort_model::local_query::{LocalAggregateQuery, LocalSelect};
 use consort_model::scalar::Derived;
 use consort_model::value::{ColumnType, Row, Schema, Value};
 
@@ -145,14 +145,7 @@ impl Renderer {
         match p {
             Pred::Compare(c, op, v) => {
                 let lhs = self.ordered(c);
-                let op = match op {
-                    CmpOp::Eq => "=",
-                    CmpOp::NotEq => "<>",
-                    CmpOp::Lt => "<",
-                    CmpOp::LtEq => "<=",
-                    CmpOp::Gt => ">",
-                    CmpOp::GtEq => ">=",
-                };
+                let op = op.symbol();
                 let _ = write!(self.sql, "({lhs} {op} ");
                 self.param(v.clone());
                 self.sql.push(')');
@@ -407,7 +400,7 @@ pub(crate) fn parse_int_sum(s: Option<String>) -> Result<Value, String> {
 mod tests {
     use super::*;
     use crate::local_check::check_select;
-    use consort_model::local_query::{LocalSelect, Predicate};
+    use consort_model::local_query::{CmpOp, LocalSelect, Predicate};
     use consort_model::value::{Column, Schema};
 
     #[test]

@@ -25,17 +25,6 @@ use consort_model::value::{ColumnType, Schema, Value};
 
 use super::local_sql::{Flavor, Renderer};
 
-fn cmp_symbol(op: CmpOp) -> &'static str {
-    match op {
-        CmpOp::Eq => "=",
-        CmpOp::NotEq => "<>",
-        CmpOp::Lt => "<",
-        CmpOp::LtEq => "<=",
-        CmpOp::Gt => ">",
-        CmpOp::GtEq => ">=",
-    }
-}
-
 impl Renderer {
     fn ty(e: &ScalarExpr, schema: &Schema) -> ColumnType {
         // Checked before rendering (`extend_schema`); text is the harmless fallback.
@@ -76,7 +65,7 @@ impl Renderer {
     fn compare(&mut self, op: CmpOp, l: &ScalarExpr, r: &ScalarExpr, schema: &Schema) {
         self.sql.push('(');
         self.ordered_operand(l, schema);
-        let _ = write!(self.sql, " {} ", cmp_symbol(op));
+        let _ = write!(self.sql, " {} ", op.symbol());
         self.ordered_operand(r, schema);
         self.sql.push(')');
     }

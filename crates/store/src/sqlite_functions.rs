@@ -83,7 +83,7 @@ pub(crate) fn register(db: NonNull<ffi::sqlite3>) -> Result<(), String> {
     Ok(())
 }
 
-/// The one entry point of all four functions; the user data says which.
+/// The one entry point of the checked integer functions; the user data says which.
 unsafe extern "C" fn call(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
