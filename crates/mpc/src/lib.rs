@@ -50,5 +50,5 @@ pub use prg::{Prg, Seed};
 pub use psi::{PsiKey, PsiMode, PsiOutput, RevealTo};
 pub use session::Session;
 pub use share::{ArithShares, BitShares, XorShares};
-pub use sort::{SortOptions, SortStats};
+pub use sort::{GroupedSort, SortOptions, SortStats};
 pub use transport::{PartyId, Transport};

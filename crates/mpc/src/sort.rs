@@ -39,6 +39,18 @@ pub struct SortStats {
     pub comparisons: usize,
 }
 
+/// Rows sorted within their groups ([`Session::sort_grouped`]).
+#[derive(Clone, Debug, Default)]
+pub struct GroupedSort {
+    /// Every sorted row's group label (public), ascending: each label's rows are one run.
+    pub labels: Vec<u64>,
+    /// The keys, sorted within each run.
+    pub keys: ArithShares,
+    /// The payload columns, permuted the same way.
+    pub payloads: Vec<ArithShares>,
+    pub stats: SortStats,
+}
+
 enum Mode {
     Packed { bits: u32 },
     Lex { bounded: bool, idx_bits: u32 },
@@ -65,6 +77,31 @@ impl Session {
         if n <= 1 {
             return Ok((keys.clone(), payloads.to_vec(), SortStats::default()));
         }
+        let (mode, cols) = self.sort_columns(keys, payloads, opts)?;
+        let sh = self.shuffle(&cols)?;
+        let (perm, stats) = self.quicksort(&mode, &sh, vec![(0, n)])?;
+        let mut perm = perm;
+        if opts.descending {
+            perm.reverse();
+        }
+        let mut out: Vec<ArithShares> = Vec::with_capacity(sh.len());
+        for c in sh.iter().skip(1) {
+            out.push(c.gather(&perm)?);
+        }
+        let mut it = out.into_iter();
+        let sorted_keys = it.next().unwrap_or_default();
+        Ok((sorted_keys, it.collect(), stats))
+    }
+
+    /// The columns a sort shuffles: `[cmp0, key, payloads…]`, where cmp0 is the packed
+    /// key-and-index or (lexicographic mode) the index alone.
+    fn sort_columns(
+        &self,
+        keys: &ArithShares,
+        payloads: &[ArithShares],
+        opts: SortOptions,
+    ) -> Result<(Mode, Vec<ArithShares>)> {
+        let n = keys.len();
         let me = self.me();
         let idx_bits = 64 - ((n - 1) as u64).leading_zeros();
         let idx: Vec<u64> = (0..n as u64).collect();
@@ -82,7 +119,6 @@ impl Session {
                 idx_bits,
             },
         };
-        // Columns: [cmp0, (cmp1), key, payloads...]
         let mut cols: Vec<ArithShares> = Vec::with_capacity(payloads.len() + 3);
         match mode {
             Mode::Packed { .. } => {
@@ -92,10 +128,101 @@ impl Session {
         }
         cols.push(keys.clone());
         cols.extend(payloads.iter().cloned());
-        let sh = self.shuffle(&cols)?;
+        Ok((mode, cols))
+    }
 
+    /// Sorts rows within groups. `labels` holds each row's secret group label: the rows
+    /// are shuffled together with their labels, the labels are revealed, and each label's
+    /// rows are sorted by `keys` (ascending, stable) with the payloads.
+    ///
+    /// Leakage beyond [`Session::sort`]'s: how many rows carry each label. The shuffle
+    /// comes first, so no label is linked to an input position.
+    pub fn sort_grouped(
+        &mut self,
+        labels: &ArithShares,
+        keys: &ArithShares,
+        payloads: &[ArithShares],
+        opts: SortOptions,
+    ) -> Result<GroupedSort> {
+        let n = keys.len();
+        if labels.len() != n {
+            return Err(MpcError::arg(format!(
+                "sort_grouped: {} labels, keys {n}",
+                labels.len()
+            )));
+        }
+        for p in payloads {
+            if p.len() != n {
+                return Err(MpcError::arg(format!(
+                    "sort_grouped: payload of {} rows, keys {n}",
+                    p.len()
+                )));
+            }
+        }
+        if n == 0 {
+            return Ok(GroupedSort {
+                labels: Vec::new(),
+                keys: keys.clone(),
+                payloads: payloads.to_vec(),
+                stats: SortStats::default(),
+            });
+        }
+        let (mode, mut cols) = self.sort_columns(keys, payloads, opts)?;
+        cols.push(labels.clone());
+        let mut sh = self.shuffle(&cols)?;
+        let shuffled_labels = match sh.pop() {
+            Some(l) => self.reveal_all(&l)?,
+            None => return Err(MpcError::arg("sort_grouped: no label column")),
+        };
+        // Group the shuffled rows by label (public, local); within a label the rows stay
+        // in shuffled, uniformly random order, as quicksort's pivot choice needs.
+        let mut by_label: Vec<usize> = (0..n).collect();
+        by_label.sort_by_key(|&i| shuffled_labels[i]);
+        let sh: Vec<ArithShares> = sh
+            .iter()
+            .map(|c| c.gather(&by_label))
+            .collect::<Result<_>>()?;
+        let sorted_labels: Vec<u64> = by_label.iter().map(|&i| shuffled_labels[i]).collect();
+        let mut segs = Vec::new();
+        let mut lo = 0;
+        for i in 1..=n {
+            if i == n || sorted_labels[i] != sorted_labels[lo] {
+                segs.push((lo, i));
+                lo = i;
+            }
+        }
+        let (mut perm, stats) = self.quicksort(&mode, &sh, segs.clone())?;
+        if opts.descending {
+            for &(lo, hi) in &segs {
+                perm[lo..hi].reverse();
+            }
+        }
+        let mut out = sh
+            .iter()
+            .skip(1)
+            .map(|c| c.gather(&perm))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter();
+        let keys = out.next().unwrap_or_default();
+        Ok(GroupedSort {
+            labels: sorted_labels,
+            keys,
+            payloads: out.collect(),
+            stats,
+        })
+    }
+
+    /// Quicksorts each segment of the shuffled columns `sh` (rows in uniformly random order
+    /// within every segment); returns the sorting permutation of shuffled row indices.
+    fn quicksort(
+        &mut self,
+        mode: &Mode,
+        sh: &[ArithShares],
+        mut segs: Vec<(usize, usize)>,
+    ) -> Result<(Vec<usize>, SortStats)> {
+        let n = sh.first().map(|c| c.len()).unwrap_or(0);
+        segs.retain(|&(lo, hi)| hi - lo >= 2);
         let mut perm: Vec<usize> = (0..n).collect();
-        let mut segs: Vec<(usize, usize)> = vec![(0, n)];
         let mut stats = SortStats::default();
         let mut scratch = vec![0usize; n];
         while !segs.is_empty() {
@@ -107,7 +234,7 @@ impl Session {
                     pivots.push(perm[lo]);
                 }
             }
-            let less = self.less_batch(&mode, &sh, &elems, &pivots)?;
+            let less = self.less_batch(mode, sh, &elems, &pivots)?;
             let less = self.reveal_bits_all(&less)?;
             stats.levels += 1;
             stats.comparisons += elems.len();
@@ -139,16 +266,7 @@ impl Session {
             }
             segs = next;
         }
-        if opts.descending {
-            perm.reverse();
-        }
-        let mut out: Vec<ArithShares> = Vec::with_capacity(sh.len());
-        for c in sh.iter().skip(1) {
-            out.push(c.gather(&perm)?);
-        }
-        let mut it = out.into_iter();
-        let sorted_keys = it.next().unwrap_or_default();
-        Ok((sorted_keys, it.collect(), stats))
+        Ok((perm, stats))
     }
 
     /// [element < pivot] for each pair, on the shuffled columns.

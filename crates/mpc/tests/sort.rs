@@ -141,3 +141,73 @@ proptest! {
         sort_check(&v, MODES[0]);
     }
 }
+
+/// `sort_grouped` against a plaintext reference: the runs of labels ascending, each run's
+/// keys sorted (stable), the payload following its key.
+fn grouped_check(labels: &[u64], keys: &[i64], opts: SortOptions) {
+    let n = keys.len();
+    let payload: Vec<u64> = (0..n as u64).map(|i| i * 3 + 2).collect();
+    let out = run(|s| {
+        let l = share_from(s, 2, labels)?;
+        let k = share_i64(s, keys)?;
+        let p = share_from(s, 1, &payload)?;
+        let g = s.sort_grouped(&l, &k, &[p], opts)?;
+        Ok((g.labels, open_i64(s, &g.keys)?, open(s, &g.payloads[0])?))
+    });
+    let mut want_labels = labels.to_vec();
+    want_labels.sort();
+    assert_eq!(out.0, want_labels, "labels, opts {opts:?}");
+    let mut lo = 0;
+    while lo < n {
+        let hi = lo + out.0[lo..].iter().take_while(|&&l| l == out.0[lo]).count();
+        let mut idx: Vec<usize> = (0..n).filter(|&i| labels[i] == out.0[lo]).collect();
+        idx.sort_by_key(|&i| keys[i]);
+        if opts.descending {
+            idx.reverse();
+        }
+        let want_k: Vec<i64> = idx.iter().map(|&i| keys[i]).collect();
+        assert_eq!(out.1[lo..hi], want_k[..], "keys of label {}", out.0[lo]);
+        // Equal keys may come in either order across the shuffle; each payload must
+        // still sit beside its own key.
+        for i in lo..hi {
+            let row = ((out.2[i] - 2) / 3) as usize;
+            assert_eq!(keys[row], out.1[i], "payload separated from its key");
+            assert_eq!(labels[row], out.0[i], "payload in the wrong group");
+        }
+        lo = hi;
+    }
+}
+
+#[test]
+fn sort_grouped_edges() {
+    for m in MODES {
+        grouped_check(&[], &[], m);
+        grouped_check(&[7], &[-3], m);
+        grouped_check(&[1, 1, 1], &[5, 5, 5], m);
+        grouped_check(&[2, 1, 2, 1, 0], &[9, 8, -7, 6, 5], m);
+        grouped_check(&[u64::MAX, 0, u64::MAX], &[1, 2, 0], m);
+    }
+    let rs = consort_mpc::sim::run3(TIMEOUT, 1, |s| {
+        let l = share_i64(s, &[1])?;
+        let k = share_i64(s, &[1, 2])?;
+        s.sort_grouped(&l, &k, &[], SortOptions::default())
+            .map(|_| ())
+    });
+    assert!(
+        rs.iter().all(|r| r.is_err()),
+        "a label count unlike the keys'"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn prop_sort_grouped(
+        rows in proptest::collection::vec((0u64..4, -30i64..30), 0..60),
+        m in 0usize..4,
+    ) {
+        let (labels, keys): (Vec<u64>, Vec<i64>) = rows.into_iter().unzip();
+        grouped_check(&labels, &keys, MODES[m]);
+    }
+}

@@ -59,6 +59,12 @@ impl Roles {
 pub enum LocalInput {
     /// The rows of [`Plan::local`] over this owner's datasets of the plan.
     Rows(Vec<Row>),
+    /// An aggregate plan with value lists ([`Plan::value_lists`]): the rows of
+    /// [`Plan::local`], and the rows of [`Plan::value_list_select`] for each list.
+    Aggregate {
+        partials: Vec<Row>,
+        lists: Vec<Vec<Row>>,
+    },
     /// A JOIN: the rows of [`crate::JoinSide::local_select`] for each side whose
     /// owners include this member (`None` for a side it does not hold).
     Join {
@@ -72,6 +78,12 @@ impl std::fmt::Debug for LocalInput {
         let count = |rows: &Option<Vec<Row>>| rows.as_ref().map(Vec::len);
         match self {
             LocalInput::Rows(rows) => write!(f, "LocalInput::Rows({} rows, ..)", rows.len()),
+            LocalInput::Aggregate { partials, lists } => write!(
+                f,
+                "LocalInput::Aggregate {{ partials: {} rows, lists: {:?} rows, .. }}",
+                partials.len(),
+                lists.iter().map(Vec::len).collect::<Vec<_>>()
+            ),
             LocalInput::Join { left, right } => write!(
                 f,
                 "LocalInput::Join {{ left: {:?} rows, right: {:?} rows, .. }}",
@@ -328,7 +340,10 @@ fn run_inner(
     };
     let (rows_in, join_in) = match local {
         None => (None, None),
-        Some(LocalInput::Rows(r)) if plan.join.is_none() => (Some(r), None),
+        Some(LocalInput::Rows(r)) if plan.join.is_none() => (Some((r, Vec::new())), None),
+        Some(LocalInput::Aggregate { partials, lists }) if plan.join.is_none() => {
+            (Some((partials, lists)), None)
+        }
         Some(LocalInput::Join { left, right }) if plan.join.is_some() => {
             (None, Some((left, right)))
         }
@@ -340,7 +355,7 @@ fn run_inner(
     };
     let digest = match &plan.local {
         LocalWork::Select(_) => {
-            let (table, rows) = run_select(net, &cx, rows_in)?;
+            let (table, rows) = run_select(net, &cx, rows_in.map(|r| r.0))?;
             out.rows = rows;
             out.table = table;
             None

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use consort_crypto::encoding::Writer;
 use consort_crypto::Hash;
 use consort_model::local_query::{LocalAggregate, LocalAggregateQuery};
-use consort_model::Row;
+use consort_model::{ColumnType, Row};
 use consort_mpc::{encode_fixed, provide_input, ArithShares, BitShares, Session, SENTINEL};
 use rand_core::{CryptoRng, RngCore};
 
@@ -31,6 +31,7 @@ use crate::exec_io::{
     build_table, decode_keys, encode_local, nullable, order_on_aggregate, receive_result,
     revealed_aggs, split_top, top_len,
 };
+use crate::exec_lists::{encode_list, list_aggregates, send_lists, EncodedList, ListAggregate};
 use crate::exec_math::{compare, divide_batched, square_fixed_wide};
 use crate::exec_top::{sort_top, sorts_in_mpc};
 use crate::plan::{AggFunc, AggSpec, HavingExpr, LocalWork, OutputExpr, FRAC_BITS};
@@ -58,15 +59,30 @@ pub(crate) fn run_aggregate(
     net: &Net,
     cx: &Ctx<'_>,
     session: Option<Session>,
-    local: Option<Vec<Row>>,
+    local: Option<(Vec<Row>, Vec<Vec<Row>>)>,
     min_group_size: u32,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> R<AggResult> {
     let q = query(cx)?;
-    let mine = local
-        .as_deref()
-        .map(|rows| encode_local(q, rows))
-        .transpose()?;
+    let value_lists = cx.plan.value_lists();
+    let (mine, my_lists) = match &local {
+        Some((rows, lists)) => {
+            if lists.len() != value_lists.len() {
+                return Err(QueryError::arg(format!(
+                    "{} value lists passed, the plan has {}",
+                    lists.len(),
+                    value_lists.len()
+                )));
+            }
+            let enc = value_lists
+                .iter()
+                .zip(lists)
+                .map(|(l, rows)| encode_list(l, q.group_by.len(), rows))
+                .collect::<R<Vec<_>>>()?;
+            (Some(encode_local(q, rows)?), Some(enc))
+        }
+        None => (None, None),
+    };
     let mut out = AggResult {
         table: None,
         digest: None,
@@ -81,6 +97,7 @@ pub(crate) fn run_aggregate(
                 q,
                 &mut sess,
                 mine,
+                my_lists.as_deref(),
                 u64::from(min_group_size.max(1)),
             )?;
             out.digest = Some(c.digest);
@@ -97,6 +114,9 @@ pub(crate) fn run_aggregate(
                     net.send(p, m.clone())?;
                 }
                 net.with(|t| provide_input(t, vals, rng))?;
+            }
+            if let Some(lists) = &my_lists {
+                send_lists(net, lists, rng)?;
             }
             if cx.is_requester() {
                 let table = receive_result(net, cx, q)?;
@@ -121,6 +141,8 @@ pub(crate) struct Totals {
     /// One vector per entry of `q.aggregates`, one element per group.
     pub parts: Vec<ArithShares>,
     pub q: LocalAggregateQuery,
+    /// The aggregates computed from value lists, by index in the plan's aggregates.
+    pub lists: BTreeMap<usize, ListAggregate>,
 }
 
 impl Totals {
@@ -131,6 +153,11 @@ impl Totals {
             .position(|x| x == p)
             .and_then(|j| self.parts.get(j))
             .ok_or_else(|| QueryError::arg(format!("plan lacks partial {p:?}")))
+    }
+    fn list(&self, agg: usize) -> R<&ListAggregate> {
+        self.lists
+            .get(&agg)
+            .ok_or_else(|| QueryError::arg(format!("no value list for aggregate {agg}")))
     }
     fn count_of(&self, a: &AggSpec) -> R<&ArithShares> {
         match &a.column {
@@ -156,6 +183,7 @@ fn compute(
     q: &LocalAggregateQuery,
     sess: &mut Session,
     mine: Option<(Vec<Row>, Vec<u64>)>,
+    my_lists: Option<&[EncodedList]>,
     k: u64,
 ) -> R<ComputeResult> {
     let me = cx.me;
@@ -251,9 +279,11 @@ fn compute(
             }
         }
     }
+    let lists = list_aggregates(net, cx, sess, my_lists, &union)?;
     let totals = Totals {
         parts,
         q: q.clone(),
+        lists,
     };
     finish(net, cx, sess, &union, &totals, k, false)
 }
@@ -336,7 +366,16 @@ pub(crate) fn finish(
     let mut div_cols: Vec<String> = rev
         .iter()
         .filter_map(|&a| aggs.get(a))
-        .filter(|a| matches!(a.func, AggFunc::Avg | AggFunc::VarPop | AggFunc::StddevPop))
+        .filter(|a| {
+            matches!(
+                a.func,
+                AggFunc::Avg
+                    | AggFunc::VarPop
+                    | AggFunc::StddevPop
+                    | AggFunc::VarSamp
+                    | AggFunc::StddevSamp
+            )
+        })
         .filter_map(|a| a.column.clone())
         .collect();
     div_cols.sort();
@@ -389,8 +428,10 @@ pub(crate) fn finish(
                 num_parts.push((values.len(), sum, n));
                 ArithShares::zeros(s)
             }
-            AggFunc::VarPop | AggFunc::StddevPop => {
-                // VAR_POP = (n·Σx² − (Σx)²) / n², with the square computed wide.
+            AggFunc::VarPop | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::StddevSamp => {
+                // VAR_POP = (n·Σx² − (Σx)²) / n² and VAR_SAMP the same over n·(n − 1),
+                // with the square computed wide.
+                let sample = matches!(a.func, AggFunc::VarSamp | AggFunc::StddevSamp);
                 let sum = totals
                     .get(&LocalAggregate::Sum(col.clone()))?
                     .gather(&selected)?;
@@ -403,16 +444,39 @@ pub(crate) fn finish(
                 let num = nsq.sub(&sum2)?;
                 let n2 = n
                     .iter()
-                    .map(|&c| c.checked_mul(c).filter(|&x| x < 1 << 62))
+                    .map(|&c| {
+                        let other = if sample { c.saturating_sub(1) } else { c };
+                        c.checked_mul(other).filter(|&x| x < 1 << 62)
+                    })
                     .collect::<Option<Vec<u64>>>()
-                    .ok_or_else(|| QueryError::Range("group too large for VAR_POP".into()))?;
+                    .ok_or_else(|| {
+                        QueryError::Range(format!("group too large for {}", a.func.sql_name()))
+                    })?;
                 num_parts.push((values.len(), num, n2));
                 ArithShares::zeros(s)
             }
+            AggFunc::CountDistinct
+            | AggFunc::SumDistinct
+            | AggFunc::PercentileCont
+            | AggFunc::PercentileDisc => totals.list(ai)?.values.gather(&selected)?,
         };
         values.push(v);
         if nullable(a) {
-            nulls.push(totals.count_of(a)?.gather(&selected)?);
+            // Zero where the value is NULL: no non-NULL value (too few for VAR_SAMP).
+            let present = match a.func {
+                AggFunc::VarSamp | AggFunc::StddevSamp => {
+                    let n = counts.get(&col).cloned().unwrap_or_default();
+                    let ok: Vec<u64> = n.iter().map(|&c| u64::from(c >= 2)).collect();
+                    ArithShares::public(me, &ok)
+                }
+                f if f.needs_value_list() => {
+                    let c = &totals.list(ai)?.counts;
+                    let ok: Vec<u64> = selected.iter().map(|&i| c[i].min(1)).collect();
+                    ArithShares::public(me, &ok)
+                }
+                _ => totals.count_of(a)?.gather(&selected)?,
+            };
+            nulls.push(present);
         }
     }
     divide_batched(sess, &mut values, num_parts)?;
@@ -547,13 +611,31 @@ fn having(
                     let n = totals.count_column(&col)?;
                     (sum.sub(&n.mul_public(c))?, 0.0)
                 }
-                AggFunc::VarPop | AggFunc::StddevPop => {
-                    return Err(QueryError::unsupported("VAR_POP/STDDEV_POP in HAVING"))
+                AggFunc::VarPop | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::StddevSamp => {
+                    return Err(QueryError::unsupported(format!(
+                        "{} in HAVING",
+                        a.func.sql_name()
+                    )))
+                }
+                // Counts and integer values are plain integers; fixed point otherwise.
+                AggFunc::CountDistinct => (totals.list(*agg)?.values.clone(), *value),
+                AggFunc::SumDistinct | AggFunc::PercentileDisc
+                    if a.column_type == ColumnType::Integer =>
+                {
+                    (totals.list(*agg)?.values.clone(), *value)
+                }
+                AggFunc::SumDistinct | AggFunc::PercentileDisc | AggFunc::PercentileCont => {
+                    (totals.list(*agg)?.values.clone(), value * scale)
                 }
             };
             let c = compare(sess, &x, *op, t)?;
             if nullable(a) {
-                let nn = sess.eq_zero(totals.count_of(a)?)?.not(me);
+                let nn = match totals.lists.get(agg) {
+                    Some(l) => {
+                        BitShares::public(me, &l.counts.iter().map(|&c| c > 0).collect::<Vec<_>>())
+                    }
+                    None => sess.eq_zero(totals.count_of(a)?)?.not(me),
+                };
                 let n = c.len();
                 let r = sess.and_bits(
                     &BitShares::concat(&[&c, &c.not(me)]),

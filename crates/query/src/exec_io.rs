@@ -122,7 +122,10 @@ pub(crate) fn revealed_aggs(cx: &Ctx<'_>) -> Vec<usize> {
 }
 
 pub(crate) fn nullable(a: &AggSpec) -> bool {
-    !matches!(a.func, AggFunc::CountRows | AggFunc::Count)
+    !matches!(
+        a.func,
+        AggFunc::CountRows | AggFunc::Count | AggFunc::CountDistinct
+    )
 }
 
 pub(crate) fn order_on_aggregate(cx: &Ctx<'_>) -> bool {
@@ -197,15 +200,21 @@ pub(crate) fn decode_value(a: &AggSpec, v: u64, null: bool) -> Value {
     }
     let fixed = decode_fixed(v, FRAC_BITS);
     match a.func {
-        AggFunc::CountRows | AggFunc::Count => Value::Integer(v as i64),
+        AggFunc::CountRows | AggFunc::Count | AggFunc::CountDistinct => Value::Integer(v as i64),
+        // Value lists carry integers as they are.
+        AggFunc::SumDistinct | AggFunc::PercentileDisc => match a.column_type {
+            ColumnType::Integer => Value::Integer(v as i64),
+            _ => Value::Float(fixed),
+        },
+        AggFunc::PercentileCont => Value::Float(fixed),
         AggFunc::Sum | AggFunc::Min | AggFunc::Max => match a.column_type {
             // Integer inputs were scaled by 2^f exactly, so the shift is exact.
             ColumnType::Integer => Value::Integer((v as i64) >> FRAC_BITS),
             _ => Value::Float(fixed),
         },
         AggFunc::Avg => Value::Float(fixed),
-        AggFunc::VarPop => Value::Float(fixed.max(0.0)),
-        AggFunc::StddevPop => Value::Float(fixed.max(0.0).sqrt()),
+        AggFunc::VarPop | AggFunc::VarSamp => Value::Float(fixed.max(0.0)),
+        AggFunc::StddevPop | AggFunc::StddevSamp => Value::Float(fixed.max(0.0).sqrt()),
     }
 }
 

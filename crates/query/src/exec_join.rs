@@ -465,6 +465,8 @@ fn combine(
         Totals {
             parts,
             q: q.clone(),
+            // The planner refuses value-list aggregates in a JOIN.
+            lists: Default::default(),
         },
     ))
 }

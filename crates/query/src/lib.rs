@@ -33,10 +33,12 @@ mod exec_agg;
 mod exec_io;
 mod exec_join;
 mod exec_join_align;
+mod exec_lists;
 mod exec_math;
 mod exec_top;
 pub mod explain;
 mod parse;
+mod parse_agg;
 mod parse_expr;
 mod parse_join;
 mod parse_scalar;
@@ -49,8 +51,8 @@ pub use error::QueryError;
 pub use exec::{run_party, LocalInput, PartyOutcome, Roles};
 pub use explain::{explain, explain_target};
 pub use plan::{
-    plan, AggFunc, AggSpec, Catalog, HavingExpr, JoinSide, JoinSpec, LocalWork, OrderKey,
-    OrderTarget, OutputColumn, OutputExpr, Plan, FRAC_BITS,
+    plan, AggFunc, AggSpec, Catalog, Fraction, HavingExpr, JoinSide, JoinSpec, LocalWork, OrderKey,
+    OrderTarget, OutputColumn, OutputExpr, Plan, ValueList, FRAC_BITS,
 };
 pub use policy::{check_policy, PolicyDecision};
 pub use table::ResultTable;

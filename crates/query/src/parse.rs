@@ -555,6 +555,9 @@ fn plan_select(
     if join_from.is_some() && !cx.derived.is_empty() {
         return unsupported("expressions in a JOIN query");
     }
+    if join_from.is_some() && cx.aggs.iter().any(|a| a.func.needs_value_list()) {
+        return unsupported("COUNT/SUM(DISTINCT …), MEDIAN and percentiles in a JOIN query");
+    }
     let plan = Plan {
         sql: sql.to_string(),
         datasets,

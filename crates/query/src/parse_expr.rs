@@ -8,8 +8,8 @@ use consort_ledger::policy::Permission;
 use consort_model::local_query::{CmpOp, Predicate};
 use consort_model::{ColumnType, Value};
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    UnaryOperator, Value as SqlValue,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, UnaryOperator,
+    Value as SqlValue,
 };
 
 use crate::error::QueryError;
@@ -91,131 +91,6 @@ impl Ctx<'_> {
     }
 
     /// Parses an aggregate call; returns its spec and SQL text.
-    pub(crate) fn aggregate(&mut self, f: &Function) -> R<(AggSpec, String)> {
-        let fname = f.name.to_string().to_ascii_uppercase();
-        let func = match fname.as_str() {
-            "COUNT" => AggFunc::Count,
-            "SUM" => AggFunc::Sum,
-            "AVG" => AggFunc::Avg,
-            "MIN" => AggFunc::Min,
-            "MAX" => AggFunc::Max,
-            "VAR_POP" => AggFunc::VarPop,
-            "STDDEV_POP" => AggFunc::StddevPop,
-            _ if f.over.is_some() => return unsupported(format!("window function {}", f.name)),
-            _ => return unsupported(format!("function {}", f.name)),
-        };
-        if f.over.is_some() {
-            return unsupported(format!("window function {fname} … OVER"));
-        }
-        if !f.within_group.is_empty() {
-            return unsupported(format!("WITHIN GROUP on {fname}"));
-        }
-        if f.null_treatment.is_some() {
-            return unsupported(format!("IGNORE/RESPECT NULLS on {fname}"));
-        }
-        if !matches!(f.parameters, FunctionArguments::None) {
-            return unsupported(format!("parametric function {fname}"));
-        }
-        let list = match &f.args {
-            FunctionArguments::List(l) => l,
-            FunctionArguments::Subquery(_) => return unsupported("subquery"),
-            FunctionArguments::None => {
-                return Err(QueryError::Invalid(format!("{fname} needs an argument")))
-            }
-        };
-        if list.duplicate_treatment.is_some() {
-            return unsupported(format!("DISTINCT/ALL inside {fname}"));
-        }
-        if !list.clauses.is_empty() {
-            return unsupported(format!("clauses inside {fname}(…)"));
-        }
-        let [arg] = list.args.as_slice() else {
-            return Err(QueryError::Invalid(format!(
-                "{fname} takes one argument, got {}",
-                list.args.len()
-            )));
-        };
-        let arg = match arg {
-            FunctionArg::Unnamed(a) => a,
-            _ => return unsupported(format!("named argument in {fname}")),
-        };
-        if let Some(cond) = &f.filter {
-            // agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END), COUNT(*) FILTER
-            // (WHERE c) is COUNT(CASE WHEN c THEN 1 END): one derived column either way.
-            if contains_aggregate_call(cond) {
-                return unsupported(format!("an aggregate in the FILTER of {fname}"));
-            }
-            let value = match arg {
-                FunctionArgExpr::Wildcard if func == AggFunc::Count => None,
-                FunctionArgExpr::Expr(e) if !contains_aggregate_call(e) => Some(e),
-                FunctionArgExpr::Expr(_) => {
-                    return unsupported(format!("nested aggregate in {fname}"))
-                }
-                _ => return unsupported(format!("this argument of {fname} with FILTER")),
-            };
-            let (col, ty) = self.filtered_column(value, cond)?;
-            let numeric = matches!(ty, ColumnType::Integer | ColumnType::Float);
-            if !numeric && !matches!(func, AggFunc::Count) {
-                return Err(QueryError::Type(format!(
-                    "{fname} of a {ty} value in `{f}` (numbers only)"
-                )));
-            }
-            return Ok((
-                AggSpec {
-                    func,
-                    column: Some(col),
-                    column_type: ty,
-                },
-                f.to_string(),
-            ));
-        }
-        match arg {
-            FunctionArgExpr::Wildcard if func == AggFunc::Count => Ok((
-                AggSpec {
-                    func: AggFunc::CountRows,
-                    column: None,
-                    column_type: ColumnType::Integer,
-                },
-                "COUNT(*)".into(),
-            )),
-            FunctionArgExpr::Wildcard => unsupported(format!("{fname}(*)")),
-            FunctionArgExpr::QualifiedWildcard(n) => unsupported(format!("{fname}({n}.*)")),
-            FunctionArgExpr::Expr(e) => {
-                if contains_aggregate_call(e) {
-                    return unsupported(format!("nested aggregate in {fname}"));
-                }
-                let (col, ty) = match e {
-                    Expr::Identifier(i) => self.column(i)?,
-                    // An expression: the owners compute it as a derived column.
-                    e => self.value_column(e, Permission::Aggregate)?,
-                };
-                let numeric = matches!(ty, ColumnType::Integer | ColumnType::Float);
-                if !numeric && !matches!(func, AggFunc::Count) {
-                    return match func {
-                        AggFunc::Min | AggFunc::Max => unsupported(format!(
-                            "{fname} of {ty} column {col:?} (MPC min/max is numeric only)"
-                        )),
-                        _ => Err(QueryError::Type(format!(
-                            "{fname} of non-numeric column {col:?} ({ty})"
-                        ))),
-                    };
-                }
-                // A derived column's own columns were recorded when it was planned.
-                if self.src.schema.index_of(&col).is_some() {
-                    self.use_col(&col, Permission::Aggregate);
-                }
-                Ok((
-                    AggSpec {
-                        func,
-                        column: Some(col),
-                        column_type: ty,
-                    },
-                    format!("{fname}({e})"),
-                ))
-            }
-        }
-    }
-
     pub(crate) fn agg_index(&mut self, spec: AggSpec) -> usize {
         match self.aggs.iter().position(|a| *a == spec) {
             Some(i) => i,
@@ -397,7 +272,13 @@ impl Ctx<'_> {
                         .filter(|v| v.is_finite())
                         .ok_or_else(|| QueryError::Type(format!("bad number in `{e}`")))?;
                     let agg = self.having_agg(agg_e, outputs)?;
-                    if matches!(self.aggs[agg].func, AggFunc::VarPop | AggFunc::StddevPop) {
+                    if matches!(
+                        self.aggs[agg].func,
+                        AggFunc::VarPop
+                            | AggFunc::StddevPop
+                            | AggFunc::VarSamp
+                            | AggFunc::StddevSamp
+                    ) {
                         return unsupported(format!(
                             "{} in HAVING",
                             self.aggs[agg].func.sql_name()
@@ -456,10 +337,7 @@ pub(crate) fn contains_aggregate_call(e: &Expr) -> bool {
     match e {
         Expr::Function(f) => {
             let name = f.name.to_string().to_ascii_uppercase();
-            let aggregate = matches!(
-                name.as_str(),
-                "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" | "VAR_POP" | "STDDEV_POP"
-            ) || f.over.is_some();
+            let aggregate = crate::parse_agg::is_aggregate_name(&name) || f.over.is_some();
             aggregate
                 || match &f.args {
                     FunctionArguments::List(l) => l.args.iter().any(|a| {

@@ -50,6 +50,16 @@ pub enum AggFunc {
     Max,
     VarPop,
     StddevPop,
+    VarSamp,
+    StddevSamp,
+    /// `COUNT(DISTINCT x)` over the union of the owners' values.
+    CountDistinct,
+    /// `SUM(DISTINCT x)` over the union of the owners' values.
+    SumDistinct,
+    /// `PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY x)`; `MEDIAN(x)` is p = 0.5.
+    PercentileCont,
+    /// `PERCENTILE_DISC(p) WITHIN GROUP (ORDER BY x)`.
+    PercentileDisc,
 }
 
 impl AggFunc {
@@ -62,7 +72,25 @@ impl AggFunc {
             AggFunc::Max => "MAX",
             AggFunc::VarPop => "VAR_POP",
             AggFunc::StddevPop => "STDDEV_POP",
+            AggFunc::VarSamp => "VAR_SAMP",
+            AggFunc::StddevSamp => "STDDEV_SAMP",
+            AggFunc::CountDistinct => "COUNT(DISTINCT)",
+            AggFunc::SumDistinct => "SUM(DISTINCT)",
+            AggFunc::PercentileCont => "PERCENTILE_CONT",
+            AggFunc::PercentileDisc => "PERCENTILE_DISC",
         }
+    }
+
+    /// Computed from a list of the owners' values, sorted in MPC, rather than from the
+    /// owners' partial aggregates (see [`ValueList`]).
+    pub fn needs_value_list(self) -> bool {
+        matches!(
+            self,
+            AggFunc::CountDistinct
+                | AggFunc::SumDistinct
+                | AggFunc::PercentileCont
+                | AggFunc::PercentileDisc
+        )
     }
     fn code(self) -> u8 {
         self as u8
@@ -78,6 +106,37 @@ pub struct AggSpec {
     pub column: Option<String>,
     /// The column's type (Integer for `COUNT(*)`).
     pub column_type: ColumnType,
+    /// The fraction p of `PERCENTILE_CONT(p)` / `PERCENTILE_DISC(p)` (0.5 for `MEDIAN`).
+    pub fraction: Option<Fraction>,
+}
+
+/// A fraction in [0, 1], compared by its bits so that plans stay `Eq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fraction(u64);
+
+impl Fraction {
+    /// `p` if it is a number in [0, 1].
+    pub fn new(p: f64) -> Option<Fraction> {
+        // Adding 0.0 turns −0.0 into 0.0: one encoding per value.
+        (0.0..=1.0)
+            .contains(&p)
+            .then(|| Fraction((p + 0.0).to_bits()))
+    }
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+/// One column's values that every owner sends value by value, secret-shared, for the
+/// aggregates that partial sums cannot give: `COUNT`/`SUM(DISTINCT x)` (each owner's
+/// distinct values) and percentiles (every non-NULL value). Each value travels with a
+/// secret label of its group; the compute parties sort the values within groups in MPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueList {
+    pub column: String,
+    pub column_type: ColumnType,
+    /// Each owner sends each (group, value) pair once.
+    pub distinct: bool,
 }
 
 impl AggSpec {
@@ -92,20 +151,43 @@ impl AggSpec {
             }
             AggFunc::Min => vec![LocalAggregate::Count(c.clone()), LocalAggregate::Min(c)],
             AggFunc::Max => vec![LocalAggregate::Count(c.clone()), LocalAggregate::Max(c)],
-            AggFunc::VarPop | AggFunc::StddevPop => vec![
+            AggFunc::VarPop | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::StddevSamp => vec![
                 LocalAggregate::Count(c.clone()),
                 LocalAggregate::Sum(c.clone()),
                 LocalAggregate::SumSquares(c),
             ],
+            // Value lists, not partials.
+            AggFunc::CountDistinct
+            | AggFunc::SumDistinct
+            | AggFunc::PercentileCont
+            | AggFunc::PercentileDisc => Vec::new(),
         }
+    }
+
+    /// The value list this aggregate is computed from, if any.
+    pub fn value_list(&self) -> Option<ValueList> {
+        self.func.needs_value_list().then(|| ValueList {
+            column: self.column.clone().unwrap_or_default(),
+            column_type: self.column_type,
+            distinct: matches!(self.func, AggFunc::CountDistinct | AggFunc::SumDistinct),
+        })
     }
 
     /// The type of the revealed value.
     pub fn output_type(&self) -> ColumnType {
         match self.func {
-            AggFunc::CountRows | AggFunc::Count => ColumnType::Integer,
-            AggFunc::Sum | AggFunc::Min | AggFunc::Max => self.column_type,
-            AggFunc::Avg | AggFunc::VarPop | AggFunc::StddevPop => ColumnType::Float,
+            AggFunc::CountRows | AggFunc::Count | AggFunc::CountDistinct => ColumnType::Integer,
+            AggFunc::Sum
+            | AggFunc::Min
+            | AggFunc::Max
+            | AggFunc::SumDistinct
+            | AggFunc::PercentileDisc => self.column_type,
+            AggFunc::Avg
+            | AggFunc::VarPop
+            | AggFunc::StddevPop
+            | AggFunc::VarSamp
+            | AggFunc::StddevSamp
+            | AggFunc::PercentileCont => ColumnType::Float,
         }
     }
 }
@@ -284,6 +366,46 @@ impl Plan {
         }
     }
 
+    /// The value lists the aggregates need, in first-use order (empty for most queries).
+    pub fn value_lists(&self) -> Vec<ValueList> {
+        let mut out: Vec<ValueList> = Vec::new();
+        for l in self.aggregates.iter().filter_map(AggSpec::value_list) {
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    /// What each owner runs for one value list: the group keys and the value of every
+    /// row that passes WHERE and whose value is not NULL. The owner drops repeated pairs
+    /// itself for a DISTINCT list.
+    pub fn value_list_select(&self, list: &ValueList) -> LocalSelect {
+        let (derived, filter, mut columns) = match &self.local {
+            LocalWork::Aggregate(q) => (q.derived.clone(), q.filter.clone(), q.group_by.clone()),
+            LocalWork::Select(s) => (s.derived.clone(), s.filter.clone(), Vec::new()),
+        };
+        columns.push(list.column.clone());
+        let not_null = Predicate::IsNull {
+            column: list.column.clone(),
+            negated: true,
+        };
+        let filter = Some(match filter {
+            Some(Predicate::And(mut ps)) => {
+                ps.push(not_null);
+                Predicate::And(ps)
+            }
+            Some(f) => Predicate::And(vec![f, not_null]),
+            None => not_null,
+        });
+        LocalSelect {
+            derived,
+            columns,
+            filter,
+            mask: None,
+        }
+    }
+
     /// Domain-separated BLAKE3 of the canonical encoding of the whole plan.
     pub fn hash(&self) -> Hash {
         hash_domain("consort/plan/v2", &[&self.canonical_bytes()])
@@ -357,6 +479,10 @@ impl Plan {
                     w.string(c);
                 })
                 .string(a.column_type.as_str());
+            // Only percentiles carry a fraction, so older plans keep their bytes.
+            if let Some(f) = a.fraction {
+                w.u64(f.0);
+            }
         });
         fn put_having(w: &mut Writer, h: &HavingExpr) {
             match h {

@@ -173,6 +173,26 @@ fn cases() -> Vec<Case> {
             raw: true,
             ..case("region || '-' || CAST(year AS TEXT) AS tag, qty * 2 AS dq, amount / 2")
         },
+        // Value lists (DISTINCT and percentiles) and the sample aggregates.
+        Case {
+            group: Some("region"),
+            ..case("region, COUNT(DISTINCT qty) AS dq, SUM(DISTINCT qty) AS sdq, COUNT(DISTINCT note) AS dn, MEDIAN(amount) AS med, PERCENTILE_DISC(0.25) WITHIN GROUP (ORDER BY qty) AS p25")
+        },
+        Case {
+            filter: Some("year >= 2021"),
+            ..case("COUNT(DISTINCT region) AS r, MEDIAN(qty) AS mq, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY amount) AS p90, VAR_SAMP(amount) AS vs, STDDEV_SAMP(qty) AS sd, SUM(DISTINCT amount) AS sa")
+        },
+        Case {
+            group: Some("region, year"),
+            having: Some("COUNT(DISTINCT qty) >= 2 OR MEDIAN(amount) > 60"),
+            order: Some("m DESC, region, year"),
+            limit: Some(3),
+            ..case("region, year, MEDIAN(amount) AS m, COUNT(DISTINCT note) AS dn")
+        },
+        Case {
+            group: Some("year"),
+            ..case("year, COUNT(DISTINCT qty) FILTER (WHERE amount > 0) AS d, PERCENTILE_DISC(1.0) WITHIN GROUP (ORDER BY amount) AS top, PERCENTILE_CONT(0) WITHIN GROUP (ORDER BY qty * 2) AS low")
+        },
         Case {
             filter: Some("note IS NOT NULL"),
             order: Some("amount DESC, region, qty"),
@@ -191,6 +211,9 @@ fn sql_of(c: &Case, reference: Option<u32>) -> String {
             sel = sel.replace(&format!("VAR_POP({col})"), &var);
             sel = sel.replace(&format!("STDDEV_POP({col})"), &var);
         }
+    }
+    if reference.is_some() {
+        sel = reference_percentiles(&sel);
     }
     let mut s = format!("SELECT {sel} FROM sales");
     if let Some(f) = c.filter {
@@ -216,6 +239,7 @@ fn sql_of(c: &Case, reference: Option<u32>) -> String {
 
 fn sqlite_with(data: &[(MemberId, Vec<Row>)]) -> rusqlite::Connection {
     let db = rusqlite::Connection::open_in_memory().unwrap();
+    register_reference_aggregates(&db);
     db.execute_batch(
         "CREATE TABLE sales (region TEXT, year INTEGER, amount REAL, qty INTEGER, note TEXT)",
     )
@@ -265,7 +289,7 @@ fn reference(
     } else {
         // The select list first, so GROUP BY positions and aliases mean what they mean
         // in the query itself.
-        let mut sel = c.select.to_string();
+        let mut sel = reference_percentiles(c.select);
         for col in ["amount", "qty", "amount - 1"] {
             let var = format!("(AVG(({col})*({col})) - AVG({col})*AVG({col}))");
             sel = sel.replace(&format!("VAR_POP({col})"), &var);

@@ -133,7 +133,13 @@ async fn local_part(
         return Ok(LocalInput::Join { left, right });
     }
     let store = node.queries.store().await?;
+    let selects: Vec<_> = plan
+        .value_lists()
+        .iter()
+        .map(|l| plan.value_list_select(l))
+        .collect();
     let mut rows = Vec::new();
+    let mut lists: Vec<Vec<Row>> = vec![Vec::new(); selects.len()];
     for dataset in own_datasets {
         let (table, schema) = own_table(node, dataset)?;
         let part = match &plan.local {
@@ -144,8 +150,23 @@ async fn local_part(
             "running this owner's part on its database",
         ))?;
         rows.extend(part);
+        for (select, list) in selects.iter().zip(lists.iter_mut()) {
+            let part = store
+                .select(&table, &schema, select)
+                .await
+                .map_err(NodeError::database(
+                    "reading this owner's values for DISTINCT or a percentile",
+                ))?;
+            list.extend(part);
+        }
     }
-    Ok(LocalInput::Rows(rows))
+    if selects.is_empty() {
+        return Ok(LocalInput::Rows(rows));
+    }
+    Ok(LocalInput::Aggregate {
+        partials: rows,
+        lists,
+    })
 }
 
 /// The database table and schema of this member's current version of `dataset`.

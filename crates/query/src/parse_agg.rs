@@ -1,0 +1,216 @@
+//! Aggregate calls of the SQL subset: which function, over which column (or derived
+//! column), with DISTINCT, FILTER or WITHIN GROUP. Part of the planner (`parse`).
+
+use consort_ledger::policy::Permission;
+use consort_model::ColumnType;
+use sqlparser::ast::{
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+};
+
+use crate::error::QueryError;
+use crate::parse::{unsupported, R};
+use crate::parse_expr::{contains_aggregate_call, number, Ctx};
+use crate::plan::{AggFunc, AggSpec, Fraction};
+
+/// The aggregate functions of the subset (upper case), aliases included.
+const AGGREGATES: [&str; 15] = [
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "VAR_POP",
+    "STDDEV_POP",
+    "VAR_SAMP",
+    "STDDEV_SAMP",
+    "VARIANCE",
+    "STDDEV",
+    "MEDIAN",
+    "PERCENTILE_CONT",
+    "PERCENTILE_DISC",
+    "MODE",
+];
+
+/// Whether `name` (upper case) is an aggregate function.
+pub(crate) fn is_aggregate_name(name: &str) -> bool {
+    AGGREGATES.contains(&name)
+}
+
+fn numeric(ty: ColumnType) -> bool {
+    matches!(ty, ColumnType::Integer | ColumnType::Float)
+}
+
+impl Ctx<'_> {
+    /// Plans one aggregate call; returns it and its SQL text (the default output name).
+    pub(crate) fn aggregate(&mut self, f: &Function) -> R<(AggSpec, String)> {
+        let fname = f.name.to_string().to_ascii_uppercase();
+        if f.over.is_some() {
+            return unsupported(format!("window function {fname} … OVER"));
+        }
+        let func = match fname.as_str() {
+            "COUNT" => AggFunc::Count,
+            "SUM" => AggFunc::Sum,
+            "AVG" => AggFunc::Avg,
+            "MIN" => AggFunc::Min,
+            "MAX" => AggFunc::Max,
+            "VAR_POP" => AggFunc::VarPop,
+            "STDDEV_POP" => AggFunc::StddevPop,
+            "VAR_SAMP" | "VARIANCE" => AggFunc::VarSamp,
+            "STDDEV_SAMP" | "STDDEV" => AggFunc::StddevSamp,
+            "MEDIAN" | "PERCENTILE_CONT" => AggFunc::PercentileCont,
+            "PERCENTILE_DISC" => AggFunc::PercentileDisc,
+            _ => return unsupported(format!("function {}", f.name)),
+        };
+        if f.null_treatment.is_some() {
+            return unsupported(format!("IGNORE/RESPECT NULLS on {fname}"));
+        }
+        if !matches!(f.parameters, FunctionArguments::None) {
+            return unsupported(format!("parametric function {fname}"));
+        }
+        let list = match &f.args {
+            FunctionArguments::List(l) => l,
+            FunctionArguments::Subquery(_) => return unsupported("subquery"),
+            FunctionArguments::None => {
+                return Err(QueryError::Invalid(format!("{fname} needs an argument")))
+            }
+        };
+        if !list.clauses.is_empty() {
+            return unsupported(format!("clauses inside {fname}(…)"));
+        }
+        let distinct = match list.duplicate_treatment {
+            None | Some(DuplicateTreatment::All) => false,
+            Some(DuplicateTreatment::Distinct) => true,
+        };
+        let func = match (func, distinct) {
+            (f, false) => f,
+            (AggFunc::Count, true) => AggFunc::CountDistinct,
+            (AggFunc::Sum, true) => AggFunc::SumDistinct,
+            // MIN/MAX(DISTINCT x) are MIN/MAX(x).
+            (f @ (AggFunc::Min | AggFunc::Max), true) => f,
+            (_, true) => return unsupported(format!("{fname}(DISTINCT …)")),
+        };
+        let args: Vec<&FunctionArgExpr> = list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(a) => Ok(a),
+                _ => unsupported(format!("named argument in {fname}")),
+            })
+            .collect::<R<_>>()?;
+        // PERCENTILE_x(p) WITHIN GROUP (ORDER BY value); MEDIAN(value) is p = 0.5.
+        let (arg, fraction) = if fname.starts_with("PERCENTILE") {
+            let [FunctionArgExpr::Expr(p)] = args.as_slice() else {
+                return Err(QueryError::Invalid(format!(
+                    "{fname} takes one fraction, as in {fname}(0.5) WITHIN GROUP (ORDER BY x)"
+                )));
+            };
+            let fraction = number(p)
+                .and_then(|s| s.parse::<f64>().ok())
+                .and_then(Fraction::new)
+                .ok_or_else(|| {
+                    QueryError::Invalid(format!("{fname}({p}): the fraction must be in [0, 1]"))
+                })?;
+            let [order] = f.within_group.as_slice() else {
+                return Err(QueryError::Invalid(format!(
+                    "{fname} needs WITHIN GROUP (ORDER BY one value)"
+                )));
+            };
+            if order.options.nulls_first.is_some() || order.with_fill.is_some() {
+                return unsupported(format!("NULLS FIRST/LAST or WITH FILL in {fname}"));
+            }
+            if order.options.asc == Some(false) {
+                return unsupported(format!("{fname} WITHIN GROUP (ORDER BY … DESC)"));
+            }
+            (FunctionArgExpr::Expr(order.expr.clone()), Some(fraction))
+        } else {
+            if !f.within_group.is_empty() {
+                return unsupported(format!("WITHIN GROUP on {fname}"));
+            }
+            let [arg] = args.as_slice() else {
+                return Err(QueryError::Invalid(format!(
+                    "{fname} takes one argument, got {}",
+                    args.len()
+                )));
+            };
+            let half = (fname == "MEDIAN").then(|| Fraction::new(0.5)).flatten();
+            ((*arg).clone(), half)
+        };
+        let spec = |column: String, column_type: ColumnType| AggSpec {
+            func,
+            column: Some(column),
+            column_type,
+            fraction,
+        };
+        if let Some(cond) = &f.filter {
+            // agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END), COUNT(*) FILTER
+            // (WHERE c) is COUNT(CASE WHEN c THEN 1 END): one derived column either way.
+            if contains_aggregate_call(cond) {
+                return unsupported(format!("an aggregate in the FILTER of {fname}"));
+            }
+            let value = match &arg {
+                FunctionArgExpr::Wildcard if func == AggFunc::Count => None,
+                FunctionArgExpr::Expr(e) if !contains_aggregate_call(e) => Some(e),
+                FunctionArgExpr::Expr(_) => {
+                    return unsupported(format!("nested aggregate in {fname}"))
+                }
+                _ => return unsupported(format!("this argument of {fname} with FILTER")),
+            };
+            let (col, ty) = self.filtered_column(value, cond)?;
+            check_type(func, &fname, ty, &col, f)?;
+            return Ok((spec(col, ty), f.to_string()));
+        }
+        match arg {
+            FunctionArgExpr::Wildcard if func == AggFunc::Count => Ok((
+                AggSpec {
+                    func: AggFunc::CountRows,
+                    column: None,
+                    column_type: ColumnType::Integer,
+                    fraction: None,
+                },
+                "COUNT(*)".into(),
+            )),
+            FunctionArgExpr::Wildcard => unsupported(format!("{fname}(*)")),
+            FunctionArgExpr::QualifiedWildcard(n) => unsupported(format!("{fname}({n}.*)")),
+            FunctionArgExpr::Expr(e) => {
+                if contains_aggregate_call(&e) {
+                    return unsupported(format!("nested aggregate in {fname}"));
+                }
+                let (col, ty) = match &e {
+                    Expr::Identifier(i) => self.column(i)?,
+                    // An expression: the owners compute it as a derived column.
+                    e => self.value_column(e, Permission::Aggregate)?,
+                };
+                check_type(func, &fname, ty, &col, f)?;
+                // A derived column's own columns were recorded when it was planned.
+                if self.src.schema.index_of(&col).is_some() {
+                    self.use_col(&col, Permission::Aggregate);
+                }
+                let text = if fraction.is_some() || distinct {
+                    f.to_string()
+                } else {
+                    format!("{fname}({e})")
+                };
+                Ok((spec(col, ty), text))
+            }
+        }
+    }
+}
+
+/// Which value types each aggregate takes.
+fn check_type(func: AggFunc, fname: &str, ty: ColumnType, col: &str, f: &Function) -> R<()> {
+    match func {
+        AggFunc::Count | AggFunc::CountRows => Ok(()),
+        // Any type: the compute parties compare values for equality only.
+        AggFunc::CountDistinct => Ok(()),
+        AggFunc::Min | AggFunc::Max if !numeric(ty) => unsupported(format!(
+            "{fname} of {ty} column {col:?} (MPC min/max is numeric only)"
+        )),
+        AggFunc::PercentileCont | AggFunc::PercentileDisc if !numeric(ty) => unsupported(format!(
+            "{fname} of {ty} column {col:?} (percentiles are numeric only)"
+        )),
+        _ if !numeric(ty) => Err(QueryError::Type(format!(
+            "{fname} of a {ty} value in `{f}` (numbers only)"
+        ))),
+        _ => Ok(()),
+    }
+}
