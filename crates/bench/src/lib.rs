@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod join;
 pub mod ledger;
 pub mod mpc;
+pub mod ordered;
 pub mod plan;
 pub mod psi;
 pub mod query;

@@ -362,9 +362,10 @@ pub struct BenchQueryArgs {
     /// median of interleaved runs of both queries).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Which query: `grouped` (the default), or `expr`, the same query with three row
-    /// expressions pushed down to the owners, timed against it. `distinct` and `median`
-    /// are not implemented yet.
+    /// Which query: `grouped` (the default); `expr`, the same query with three row
+    /// expressions pushed down to the owners, timed against it; `distinct`,
+    /// `COUNT(DISTINCT x)` (and `COUNT(DISTINCT person)`) over integers below 2^40 shared
+    /// by several members; `median`, `MEDIAN(x)` over the same.
     #[arg(long, default_value = "grouped", value_parser = ["grouped", "expr", "distinct", "median"])]
     pub query: String,
     #[arg(long)]

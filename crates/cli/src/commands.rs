@@ -91,10 +91,12 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Bench(BenchCommand::Query(args))
             if matches!(args.query.as_str(), "distinct" | "median") =>
         {
-            anyhow::bail!(
-                "bench query --query {}: COUNT(DISTINCT) and MEDIAN inside MPC are not implemented yet",
-                args.query
-            )
+            let which = if args.query == "distinct" {
+                consort_bench::ordered::Ordered::Distinct
+            } else {
+                consort_bench::ordered::Ordered::Median
+            };
+            consort_bench::ordered::run(args.rows, args.runs, which, args.json).await
         }
         Command::Bench(BenchCommand::Query(args)) => consort_bench::query::run(args.into()).await,
     }

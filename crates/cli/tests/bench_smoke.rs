@@ -102,6 +102,21 @@ async fn bench_query_with_expressions_matches_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_query_distinct_and_median_match_sqlite() {
+    let _guard = serial().await;
+    let report = bench(&[
+        "query", "--query", "distinct", "--rows", "300", "--runs", "1",
+    ]);
+    assert_eq!(report["verified"], true, "{report}");
+    // 900 draws from a pool of 600 shared by the three members: many values repeat.
+    let distinct = report["answer"].as_f64().unwrap();
+    assert!(distinct > 300.0 && distinct < 600.0, "{report}");
+    assert_eq!(report["text_answer"], report["answer"], "{report}");
+    let report = bench(&["query", "--query", "median", "--rows", "300", "--runs", "1"]);
+    assert_eq!(report["verified"], true, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_query_join_matches_sqlite() {
     let _guard = serial().await;
     let report = bench(&["query", "--join", "--rows", "300", "--runs", "1"]);

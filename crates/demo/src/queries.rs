@@ -98,7 +98,7 @@ fn column_grants(spec: &str) -> Result<Vec<ColumnGrant>> {
 }
 
 /// Records `member`'s grant to everyone of `columns` on `dataset`; returns its transaction id.
-async fn grant(
+pub async fn grant(
     member: &LocalMember,
     dataset: &str,
     columns: &str,
