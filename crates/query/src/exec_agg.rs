@@ -79,7 +79,7 @@ pub(crate) fn run_aggregate(
                 .zip(lists)
                 .map(|(l, rows)| encode_list(l, q.group_by.len(), rows))
                 .collect::<R<Vec<_>>>()?;
-            (Some(encode_local(q, rows)?), Some(enc))
+            (Some(encode_local(q, rows, cx.owners.len())?), Some(enc))
         }
         None => (None, None),
     };
@@ -429,8 +429,6 @@ pub(crate) fn finish(
                 ArithShares::zeros(s)
             }
             AggFunc::VarPop | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::StddevSamp => {
-                // VAR_POP = (n·Σx² − (Σx)²) / n² and VAR_SAMP the same over n·(n − 1),
-                // with the square computed wide.
                 let sample = matches!(a.func, AggFunc::VarSamp | AggFunc::StddevSamp);
                 let sum = totals
                     .get(&LocalAggregate::Sum(col.clone()))?
@@ -439,21 +437,7 @@ pub(crate) fn finish(
                     .get(&LocalAggregate::SumSquares(col.clone()))?
                     .gather(&selected)?;
                 let n = counts.get(&col).cloned().unwrap_or_default();
-                let nsq = sq.mul_public_vec(&n)?;
-                let sum2 = square_fixed_wide(sess, &sum)?;
-                let num = nsq.sub(&sum2)?;
-                let n2 = n
-                    .iter()
-                    .map(|&c| {
-                        let other = if sample { c.saturating_sub(1) } else { c };
-                        c.checked_mul(other).filter(|&x| x < 1 << 62)
-                    })
-                    .collect::<Option<Vec<u64>>>()
-                    .ok_or_else(|| {
-                        QueryError::Range(format!("group too large for {}", a.func.sql_name()))
-                    })?;
-                num_parts.push((values.len(), num, n2));
-                ArithShares::zeros(s)
+                variance(sess, &sum, &sq, &n, sample)?
             }
             AggFunc::CountDistinct
             | AggFunc::SumDistinct
@@ -546,6 +530,74 @@ pub(crate) fn finish(
         suppressed,
         table,
     })
+}
+
+/// VAR_POP (or, with `sample`, VAR_SAMP) per group from Σx, Σx² (fixed point) and the
+/// public counts n (0 leaves 0; the caller flags NULL).
+///
+/// Two formulas, chosen per group by a secret bit, so the choice reveals nothing:
+/// - exact, `(n·Σx² − (Σx)²) / n²`, when `n·Σx² < 2^62` and `|Σx| < 2^39` (in ring units),
+///   where no intermediate can wrap;
+/// - otherwise `Σx²/n − (Σx/n)²`, whose terms are bounded by the owners' partial limits
+///   (`partial_limit`), at an absolute error of about (|mean| + 1)·2^−15.
+///
+/// VAR_SAMP = VAR_POP + VAR_POP / (n − 1).
+fn variance(
+    sess: &mut Session,
+    sum: &ArithShares,
+    sq: &ArithShares,
+    n: &[u64],
+    sample: bool,
+) -> R<ArithShares> {
+    let s = sum.len();
+    // In range for the exact formula: Σx² < 2^62 / n and −2^39 ≤ Σx < 2^39.
+    let sq_limit: Vec<u64> = n.iter().map(|&c| (1u64 << 62) / c.max(1)).collect();
+    let n2: Vec<u64> = n
+        .iter()
+        .map(|&c| c.checked_mul(c).filter(|&x| x < 1 << 62).unwrap_or(0))
+        .collect();
+    let me = sess.me();
+    let shifted = sum.add_const(me, 1 << 39);
+    // Signs of Σx² − limit, Σx + 2^39 − 2^40 and Σx + 2^39, in one batch.
+    let signs = sess.msb_many(&[
+        &sq.sub(&ArithShares::public(me, &sq_limit))?,
+        &shifted.add_const(me, (1u64 << 40).wrapping_neg()),
+        &shifted,
+    ])?;
+    let [sq_ok, sum_ok, negative] = signs.as_slice() else {
+        return Err(QueryError::arg("msb_many returned the wrong count"));
+    };
+    let ok = sess.and_bits(sq_ok, sum_ok)?;
+    let ok = sess.and_bits(&ok, &negative.not(me))?;
+    // A group too large for n² gets the bounded formula.
+    let ok = sess.and_bits(
+        &ok,
+        &BitShares::public(me, &n2.iter().map(|&x| x > 0).collect::<Vec<_>>()),
+    )?;
+    let exact_num = sq.mul_public_vec(n)?.sub(&square_fixed_wide(sess, sum)?)?;
+    let mut parts = vec![
+        ArithShares::zeros(s),
+        ArithShares::zeros(s),
+        ArithShares::zeros(s),
+    ];
+    divide_batched(
+        sess,
+        &mut parts,
+        vec![
+            (0, exact_num, n2),
+            (1, sum.clone(), n.to_vec()),
+            (2, sq.clone(), n.to_vec()),
+        ],
+    )?;
+    let bounded = parts[2].sub(&square_fixed_wide(sess, &parts[1])?)?;
+    let pop = sess.mux(&ok, &parts[0], &bounded)?;
+    if !sample {
+        return Ok(pop);
+    }
+    let n1: Vec<u64> = n.iter().map(|&c| c.saturating_sub(1)).collect();
+    let mut extra = vec![ArithShares::zeros(s)];
+    divide_batched(sess, &mut extra, vec![(0, pop.clone(), n1)])?;
+    Ok(pop.add(&extra[0])?)
 }
 
 /// HAVING with three-valued logic: returns the (definitely true, definitely false) bits.

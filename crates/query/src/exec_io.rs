@@ -21,7 +21,15 @@ const SCALE: i64 = 1 << FRAC_BITS;
 
 /// One owner partial as a ring element.
 pub(crate) fn encode_partial(p: &LocalAggregate, v: &Value) -> R<u64> {
-    let range = |what: String| QueryError::Range(what);
+    let column = match p {
+        LocalAggregate::CountRows => "*",
+        LocalAggregate::Count(c)
+        | LocalAggregate::Sum(c)
+        | LocalAggregate::SumSquares(c)
+        | LocalAggregate::Min(c)
+        | LocalAggregate::Max(c) => c.as_str(),
+    };
+    let range = |what: String| QueryError::Range(format!("column {column}: {what}"));
     match p {
         LocalAggregate::CountRows | LocalAggregate::Count(_) => match v {
             Value::Integer(i) if *i >= 0 => Ok(*i as u64),
@@ -59,8 +67,23 @@ pub(crate) fn encode_partial(p: &LocalAggregate, v: &Value) -> R<u64> {
     }
 }
 
-/// The owner's keys and its partials, partial-major (`j * groups + i`).
-pub(crate) fn encode_local(q: &LocalAggregateQuery, rows: &[Row]) -> R<(Vec<Row>, Vec<u64>)> {
+/// The largest magnitude (in ring units) of one owner's SUM or sum-of-squares partial
+/// when `owners` owners add theirs: the total then stays below 2^62, so it can neither
+/// wrap nor reach the signed boundary, and every later step (AVG, the variances) works on
+/// values that fit.
+pub(crate) fn partial_limit(owners: usize) -> u64 {
+    let shift = usize::BITS - owners.max(1).saturating_sub(1).leading_zeros();
+    (1u64 << 62) >> shift
+}
+
+/// The owner's keys and its partials, partial-major (`j * groups + i`). A SUM or sum of
+/// squares too large for `owners` owners to add safely is refused, naming the column.
+pub(crate) fn encode_local(
+    q: &LocalAggregateQuery,
+    rows: &[Row],
+    owners: usize,
+) -> R<(Vec<Row>, Vec<u64>)> {
+    let limit = partial_limit(owners);
     let nk = q.group_by.len();
     let np = q.aggregates.len();
     let mut keys = Vec::with_capacity(rows.len());
@@ -82,10 +105,33 @@ pub(crate) fn encode_local(q: &LocalAggregateQuery, rows: &[Row]) -> R<(Vec<Row>
     let mut vals = Vec::with_capacity(rows.len() * np);
     for (j, p) in q.aggregates.iter().enumerate() {
         for r in rows {
-            vals.push(encode_partial(p, &r[nk + j])?);
+            let v = encode_partial(p, &r[nk + j])?;
+            if let LocalAggregate::Sum(c) | LocalAggregate::SumSquares(c) = p {
+                if (v as i64).unsigned_abs() >= limit {
+                    let what = if matches!(p, LocalAggregate::Sum(_)) {
+                        "SUM"
+                    } else {
+                        "the sum of squares"
+                    };
+                    return Err(QueryError::Range(format!(
+                        "{what} of column {c} over this owner's rows is {}, beyond the ±{} that {owners} owners can add exactly",
+                        display_value(&r[nk + j]),
+                        limit >> FRAC_BITS
+                    )));
+                }
+            }
+            vals.push(v);
         }
     }
     Ok((keys, vals))
+}
+
+fn display_value(v: &Value) -> String {
+    match v {
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => format!("{f}"),
+        other => format!("{other:?}"),
+    }
 }
 
 pub(crate) fn decode_keys(net: &Net, from: usize, m: &[u8], nk: usize) -> R<Vec<Row>> {

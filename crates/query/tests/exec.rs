@@ -748,3 +748,101 @@ proptest::proptest! {
         check_run(&c, config, seed);
     }
 }
+
+/// Sums and variances of large values are right within QUERY.md §7's bounds, or refused
+/// with an error naming the column: never wrapped. Region `a` holds values whose Σx
+/// exceeds the exact variance formula's range (so the bounded formula answers), region
+/// `b` small ones (exact formula); both are compared with SQLite.
+#[test]
+fn large_values_are_right_or_refused() {
+    let row = |r: &str, amt: f64, qty: i64| {
+        vec![
+            Value::Text(r.into()),
+            Value::Integer(2020),
+            Value::Float(amt),
+            Value::Integer(qty),
+            Value::Null,
+        ]
+    };
+    let mut rng = StdRng::seed_from_u64(18);
+    let data: Vec<(MemberId, Vec<Row>)> = (0..3)
+        .map(|i| {
+            let rows = (0..12)
+                .flat_map(|_| {
+                    [
+                        row(
+                            "a",
+                            rng.gen_range(3.0e5..9.0e5f64).round(),
+                            rng.gen_range(0..1 << 19),
+                        ),
+                        row("b", rng.gen_range(0..64) as f64 / 8.0, rng.gen_range(-9..9)),
+                    ]
+                })
+                .collect();
+            (member(i), rows)
+        })
+        .collect();
+    let sql = "SELECT region, SUM(qty) AS s, AVG(amount) AS a, VAR_POP(amount) AS v, \
+               VAR_SAMP(qty) AS vq, STDDEV_SAMP(amount) AS sd FROM sales GROUP BY region";
+    let p = plan(sql, &catalog()).unwrap();
+    let roles = roles_for(0, member(0));
+    let outs = run_all(&p, &roles, &data, 1, 5);
+    let got = outs[0].1.as_ref().unwrap().table.clone().unwrap();
+    let db = sqlite_with(&data);
+    let mut st = db
+        .prepare(
+            "SELECT region, SUM(qty), AVG(amount), \
+             AVG(amount * amount) - AVG(amount) * AVG(amount), var_samp(qty), \
+             stddev_samp(amount) FROM sales GROUP BY region ORDER BY region",
+        )
+        .unwrap();
+    let want: Vec<Vec<rusqlite::types::Value>> = st
+        .query_map([], |r| (0..6).map(|i| r.get(i)).collect())
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(got.rows.len(), 2);
+    for (g, w) in got.rows.iter().zip(&want) {
+        assert_eq!(
+            g[1],
+            Value::Integer(match w[1] {
+                rusqlite::types::Value::Integer(i) => i,
+                _ => panic!(),
+            })
+        );
+        for j in 2..6 {
+            let (a, b) = (
+                num(&g[j]),
+                match &w[j] {
+                    rusqlite::types::Value::Real(f) => *f,
+                    rusqlite::types::Value::Integer(i) => *i as f64,
+                    other => panic!("{other:?}"),
+                },
+            );
+            // Relative 10^-6 of the value, or the bounded formula's absolute error for
+            // a mean below 10^6 (about 10^6 · 2^-15).
+            let tol = (1e-6 * b.abs()).max(if g[0] == Value::Text("a".into()) {
+                4e3
+            } else {
+                1e-3
+            });
+            assert!((a - b).abs() <= tol, "{sql}: {g:?} vs {w:?} (column {j})");
+        }
+    }
+    // Sums that three owners cannot add exactly are refused at the owner, by name.
+    let huge: Vec<(MemberId, Vec<Row>)> = (0..3)
+        .map(|i| (member(i), vec![row("a", 1.0, 1 << 44)]))
+        .collect();
+    let p = plan("SELECT SUM(qty) FROM sales", &catalog()).unwrap();
+    let outs = run_all(&p, &roles, &huge, 1, 6);
+    let e = outs[0].1.as_ref().unwrap_err().to_string();
+    assert!(e.contains("column qty") && e.contains("owners"), "{e}");
+    // Squares beyond the fixed-point range are refused naming the column too.
+    let p = plan("SELECT VAR_POP(amount) FROM sales", &catalog()).unwrap();
+    let wide: Vec<(MemberId, Vec<Row>)> = (0..3)
+        .map(|i| (member(i), vec![row("a", 4.0e7, 1)]))
+        .collect();
+    let outs = run_all(&p, &roles, &wide, 1, 7);
+    let e = outs[0].1.as_ref().unwrap_err().to_string();
+    assert!(e.contains("column amount"), "{e}");
+}
