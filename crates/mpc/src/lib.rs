@@ -12,7 +12,8 @@
 //! - [`share`]: share types and local operations;
 //! - [`session`]: a party's session and the one-round building blocks;
 //! - [`io`]: input and reveal (compute and external parties);
-//! - [`arith`], [`fixed`]: multiplication, dot products, fixed point and truncation;
+//! - [`arith`], [`fixed`], [`divide`]: multiplication, dot products, fixed point,
+//!   truncation and division of two secrets;
 //! - [`boolean`], [`circuits`], [`convert`], [`compare`]: boolean sharing, bit-plane
 //!   circuits, A2B/B2A/injection/mux, comparisons and min/max;
 //! - [`shuffle`], [`sort`]: secure shuffle and shuffle-then-sort;
@@ -28,6 +29,7 @@ pub mod compare;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod convert;
+pub mod divide;
 pub mod error;
 pub mod fixed;
 pub mod io;
@@ -42,6 +44,7 @@ pub mod sort;
 pub mod transport;
 
 pub use aggregate::{Moments, SENTINEL};
+pub use divide::Quotient;
 pub use error::{MpcError, Result};
 pub use fixed::{decode_fixed, encode_fixed, DEFAULT_FRAC_BITS};
 pub use io::{provide_input, receive_output, receive_output_bits};
