@@ -40,7 +40,30 @@ fn zero_plane(words: usize) -> XorShares {
     }
 }
 
+/// Arithmetic shift right of one XOR-shared word: linear, because the sign copies are
+/// the XOR of the components' own sign bits.
+fn ashr_component(w: u64, d: u32) -> u64 {
+    ((w as i64) >> d) as u64
+}
+
 impl Session {
+    /// ⌊x / 2^d⌋ exactly for every x (A2B, a local shift, B2A: about 17 rounds), where
+    /// `trunc` may be one less.
+    pub fn shr_exact(&mut self, x: &ArithShares, d: u32) -> Result<ArithShares> {
+        if d > 63 {
+            return Err(MpcError::arg(format!("shift by {d} bits")));
+        }
+        if x.is_empty() || d == 0 {
+            return Ok(x.clone());
+        }
+        let w = self.a2b(x)?;
+        let shifted = XorShares {
+            a: w.a.iter().map(|&c| ashr_component(c, d)).collect(),
+            b: w.b.iter().map(|&c| ashr_component(c, d)).collect(),
+        };
+        self.b2a(&shifted)
+    }
+
     /// x / y for fixed-point x and y with `f` fractional bits each (|x|, |y| < 2^62).
     pub fn div_fixed(&mut self, x: &ArithShares, y: &ArithShares, f: u32) -> Result<Quotient> {
         let n = x.len();

@@ -92,3 +92,29 @@ proptest! {
         check(&xs, &ys, 16);
     }
 }
+
+#[test]
+fn exact_shift_floors_every_value() {
+    let xs: Vec<i64> = vec![
+        0,
+        1,
+        -1,
+        65535,
+        65536,
+        -65536,
+        -65537,
+        i64::MAX,
+        i64::MIN,
+        3 << 20,
+        -(5 << 16),
+    ];
+    for d in [1u32, 16, 63] {
+        let out = run(|s| {
+            let x = share_i64(s, &xs)?;
+            let y = s.shr_exact(&x, d)?;
+            open_i64(s, &y)
+        });
+        let want: Vec<i64> = xs.iter().map(|x| x >> d).collect();
+        assert_eq!(out, want, "d = {d}");
+    }
+}

@@ -32,8 +32,9 @@ use crate::exec_io::{
     revealed_aggs, split_top, top_len,
 };
 use crate::exec_lists::{encode_list, list_aggregates, send_lists, EncodedList, ListAggregate};
-use crate::exec_math::{compare, divide_batched, square_fixed_wide};
+use crate::exec_math::compare;
 use crate::exec_top::{sort_top, sorts_in_mpc};
+use crate::exec_values::{agg_values, evaluate_computed};
 use crate::plan::{AggFunc, AggSpec, HavingExpr, LocalWork, OutputExpr, FRAC_BITS};
 use crate::table::ResultTable;
 
@@ -146,7 +147,7 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    fn get(&self, p: &LocalAggregate) -> R<&ArithShares> {
+    pub(crate) fn get(&self, p: &LocalAggregate) -> R<&ArithShares> {
         self.q
             .aggregates
             .iter()
@@ -154,12 +155,12 @@ impl Totals {
             .and_then(|j| self.parts.get(j))
             .ok_or_else(|| QueryError::arg(format!("plan lacks partial {p:?}")))
     }
-    fn list(&self, agg: usize) -> R<&ListAggregate> {
+    pub(crate) fn list(&self, agg: usize) -> R<&ListAggregate> {
         self.lists
             .get(&agg)
             .ok_or_else(|| QueryError::arg(format!("no value list for aggregate {agg}")))
     }
-    fn count_of(&self, a: &AggSpec) -> R<&ArithShares> {
+    pub(crate) fn count_of(&self, a: &AggSpec) -> R<&ArithShares> {
         match &a.column {
             Some(c) => self.count_column(c),
             None => self.get(&LocalAggregate::CountRows),
@@ -167,7 +168,7 @@ impl Totals {
     }
     /// `COUNT(c)`; the planner leaves it out for a derived column that is never NULL,
     /// whose count is `COUNT(*)`.
-    fn count_column(&self, c: &str) -> R<&ArithShares> {
+    pub(crate) fn count_column(&self, c: &str) -> R<&ArithShares> {
         let count = LocalAggregate::Count(c.to_string());
         if self.q.aggregates.contains(&count) {
             self.get(&count)
@@ -362,8 +363,16 @@ pub(crate) fn finish(
     // 4. Output values of the kept rows, revealed to the requester only.
     let rev = revealed_aggs(cx);
     let aggs = &cx.plan.aggregates;
+    // Every aggregate the output shows, ORDER BY sorts on or the arithmetic over
+    // aggregates reads; only the first kind is revealed as such.
+    let mut needed = rev.clone();
+    for c in &cx.plan.computed {
+        c.operands(&mut needed);
+    }
+    needed.sort();
+    needed.dedup();
     // Public per-row counts for the divisions of AVG / VAR_POP / STDDEV_POP.
-    let mut div_cols: Vec<String> = rev
+    let mut div_cols: Vec<String> = needed
         .iter()
         .filter_map(|&a| aggs.get(a))
         .filter(|a| {
@@ -400,70 +409,20 @@ pub(crate) fn finish(
             );
         }
     }
+    let leaves = agg_values(sess, cx, totals, &selected, &needed, &counts)?;
     let mut values: Vec<ArithShares> = Vec::new();
     let mut nulls: Vec<ArithShares> = Vec::new();
-    // Numerators and their public divisors, divided in batches per distinct divisor.
-    let mut num_parts: Vec<(usize, ArithShares, Vec<u64>)> = Vec::new();
-    for &ai in &rev {
-        let a = aggs
+    for ai in &rev {
+        let leaf = leaves
             .get(ai)
-            .ok_or_else(|| QueryError::arg("aggregate index out of range"))?;
-        let col = a.column.clone().unwrap_or_default();
-        let v = match a.func {
-            AggFunc::CountRows | AggFunc::Count => totals.count_of(a)?.gather(&selected)?,
-            AggFunc::Sum => totals
-                .get(&LocalAggregate::Sum(col.clone()))?
-                .gather(&selected)?,
-            AggFunc::Min => totals
-                .get(&LocalAggregate::Min(col.clone()))?
-                .gather(&selected)?,
-            AggFunc::Max => totals
-                .get(&LocalAggregate::Max(col.clone()))?
-                .gather(&selected)?,
-            AggFunc::Avg => {
-                let sum = totals
-                    .get(&LocalAggregate::Sum(col.clone()))?
-                    .gather(&selected)?;
-                let n = counts.get(&col).cloned().unwrap_or_default();
-                num_parts.push((values.len(), sum, n));
-                ArithShares::zeros(s)
-            }
-            AggFunc::VarPop | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::StddevSamp => {
-                let sample = matches!(a.func, AggFunc::VarSamp | AggFunc::StddevSamp);
-                let sum = totals
-                    .get(&LocalAggregate::Sum(col.clone()))?
-                    .gather(&selected)?;
-                let sq = totals
-                    .get(&LocalAggregate::SumSquares(col.clone()))?
-                    .gather(&selected)?;
-                let n = counts.get(&col).cloned().unwrap_or_default();
-                variance(sess, &sum, &sq, &n, sample)?
-            }
-            AggFunc::CountDistinct
-            | AggFunc::SumDistinct
-            | AggFunc::PercentileCont
-            | AggFunc::PercentileDisc => totals.list(ai)?.values.gather(&selected)?,
-        };
-        values.push(v);
-        if nullable(a) {
-            // Zero where the value is NULL: no non-NULL value (too few for VAR_SAMP).
-            let present = match a.func {
-                AggFunc::VarSamp | AggFunc::StddevSamp => {
-                    let n = counts.get(&col).cloned().unwrap_or_default();
-                    let ok: Vec<u64> = n.iter().map(|&c| u64::from(c >= 2)).collect();
-                    ArithShares::public(me, &ok)
-                }
-                f if f.needs_value_list() => {
-                    let c = &totals.list(ai)?.counts;
-                    let ok: Vec<u64> = selected.iter().map(|&i| c[i].min(1)).collect();
-                    ArithShares::public(me, &ok)
-                }
-                _ => totals.count_of(a)?.gather(&selected)?,
-            };
-            nulls.push(present);
+            .ok_or_else(|| QueryError::arg("aggregate value missing"))?;
+        values.push(leaf.value.clone());
+        if let Some(p) = &leaf.present {
+            nulls.push(p.clone());
         }
     }
-    divide_batched(sess, &mut values, num_parts)?;
+    let (computed_values, computed_nulls) = evaluate_computed(sess, cx, &leaves, s)?;
+    values.extend(computed_values);
     if mpc_top {
         let l = top_len(cx, s);
         let out = sort_top(sess, cx, &rev, &values, &nulls, s, l)?;
@@ -495,6 +454,7 @@ pub(crate) fn finish(
         let refs: Vec<&ArithShares> = nulls.iter().collect();
         sess.eq_zero(&ArithShares::concat(&refs))?
     };
+    let null_bits = BitShares::concat(&[&null_bits, &computed_nulls]);
     let mut got_vals = None;
     let mut got_bits = None;
     if !vals.is_empty() {
@@ -530,74 +490,6 @@ pub(crate) fn finish(
         suppressed,
         table,
     })
-}
-
-/// VAR_POP (or, with `sample`, VAR_SAMP) per group from Σx, Σx² (fixed point) and the
-/// public counts n (0 leaves 0; the caller flags NULL).
-///
-/// Two formulas, chosen per group by a secret bit, so the choice reveals nothing:
-/// - exact, `(n·Σx² − (Σx)²) / n²`, when `n·Σx² < 2^62` and `|Σx| < 2^39` (in ring units),
-///   where no intermediate can wrap;
-/// - otherwise `Σx²/n − (Σx/n)²`, whose terms are bounded by the owners' partial limits
-///   (`partial_limit`), at an absolute error of about (|mean| + 1)·2^−15.
-///
-/// VAR_SAMP = VAR_POP + VAR_POP / (n − 1).
-fn variance(
-    sess: &mut Session,
-    sum: &ArithShares,
-    sq: &ArithShares,
-    n: &[u64],
-    sample: bool,
-) -> R<ArithShares> {
-    let s = sum.len();
-    // In range for the exact formula: Σx² < 2^62 / n and −2^39 ≤ Σx < 2^39.
-    let sq_limit: Vec<u64> = n.iter().map(|&c| (1u64 << 62) / c.max(1)).collect();
-    let n2: Vec<u64> = n
-        .iter()
-        .map(|&c| c.checked_mul(c).filter(|&x| x < 1 << 62).unwrap_or(0))
-        .collect();
-    let me = sess.me();
-    let shifted = sum.add_const(me, 1 << 39);
-    // Signs of Σx² − limit, Σx + 2^39 − 2^40 and Σx + 2^39, in one batch.
-    let signs = sess.msb_many(&[
-        &sq.sub(&ArithShares::public(me, &sq_limit))?,
-        &shifted.add_const(me, (1u64 << 40).wrapping_neg()),
-        &shifted,
-    ])?;
-    let [sq_ok, sum_ok, negative] = signs.as_slice() else {
-        return Err(QueryError::arg("msb_many returned the wrong count"));
-    };
-    let ok = sess.and_bits(sq_ok, sum_ok)?;
-    let ok = sess.and_bits(&ok, &negative.not(me))?;
-    // A group too large for n² gets the bounded formula.
-    let ok = sess.and_bits(
-        &ok,
-        &BitShares::public(me, &n2.iter().map(|&x| x > 0).collect::<Vec<_>>()),
-    )?;
-    let exact_num = sq.mul_public_vec(n)?.sub(&square_fixed_wide(sess, sum)?)?;
-    let mut parts = vec![
-        ArithShares::zeros(s),
-        ArithShares::zeros(s),
-        ArithShares::zeros(s),
-    ];
-    divide_batched(
-        sess,
-        &mut parts,
-        vec![
-            (0, exact_num, n2),
-            (1, sum.clone(), n.to_vec()),
-            (2, sq.clone(), n.to_vec()),
-        ],
-    )?;
-    let bounded = parts[2].sub(&square_fixed_wide(sess, &parts[1])?)?;
-    let pop = sess.mux(&ok, &parts[0], &bounded)?;
-    if !sample {
-        return Ok(pop);
-    }
-    let n1: Vec<u64> = n.iter().map(|&c| c.saturating_sub(1)).collect();
-    let mut extra = vec![ArithShares::zeros(s)];
-    divide_batched(sess, &mut extra, vec![(0, pop.clone(), n1)])?;
-    Ok(pop.add(&extra[0])?)
 }
 
 /// HAVING with three-valued logic: returns the (definitely true, definitely false) bits.

@@ -178,7 +178,7 @@ pub(crate) fn order_on_aggregate(cx: &Ctx<'_>) -> bool {
     cx.plan
         .order_by
         .iter()
-        .any(|k| matches!(k.target, OutputExpr::Agg(_)))
+        .any(|k| matches!(k.target, OutputExpr::Agg(_) | OutputExpr::Computed(_)))
 }
 
 /// The external requester's side: the header from each compute party (which must agree),
@@ -221,19 +221,21 @@ pub(crate) fn receive_result(net: &Net, cx: &Ctx<'_>, q: &LocalAggregateQuery) -
         .iter()
         .filter(|&&a| cx.plan.aggregates.get(a).is_some_and(nullable))
         .count();
-    let vals = if s * rev.len() > 0 {
+    let nc = cx.plan.computed.len();
+    let want = s * (rev.len() + nc);
+    let vals = if want > 0 {
         net.with(receive_output)?
     } else {
         Vec::new()
     };
-    if vals.len() != s * rev.len() {
+    if vals.len() != want {
         return Err(net.malformed(
             0,
-            format!("{} values revealed, expected {}", vals.len(), s * rev.len()),
+            format!("{} values revealed, expected {want}", vals.len()),
         ));
     }
-    let bits = if s * n_null > 0 {
-        net.with(|t| receive_output_bits(t, s * n_null))?
+    let bits = if s * (n_null + nc) > 0 {
+        net.with(|t| receive_output_bits(t, s * (n_null + nc)))?
     } else {
         Vec::new()
     };
@@ -277,7 +279,11 @@ pub(crate) fn build_table(
     let plan = cx.plan;
     let s = keys.len();
     let rev = revealed_aggs(cx);
-    let mut recs: Vec<(Row, BTreeMap<usize, Value>)> = Vec::with_capacity(s);
+    let n_null = rev
+        .iter()
+        .filter(|&&a| plan.aggregates.get(a).is_some_and(nullable))
+        .count();
+    let mut recs: Vec<(Row, BTreeMap<usize, Value>, Vec<Value>)> = Vec::with_capacity(s);
     for (i, k) in keys.iter().enumerate() {
         let mut m = BTreeMap::new();
         let mut ni = 0;
@@ -296,11 +302,29 @@ pub(crate) fn build_table(
             let v = vals.get(ri * s + i).copied().unwrap_or(0);
             m.insert(a, decode_value(spec, v, null));
         }
-        recs.push((k.clone(), m));
+        // Arithmetic over aggregates: fixed point, after the aggregates.
+        let computed = plan
+            .computed
+            .iter()
+            .enumerate()
+            .map(|(c, e)| {
+                let v = vals.get((rev.len() + c) * s + i).copied().unwrap_or(0);
+                if bits.get((n_null + c) * s + i).copied().unwrap_or(true) {
+                    Value::Null
+                } else if e.result_type(&plan.aggregates) == ColumnType::Integer {
+                    // Integer results are exact multiples of 2^f.
+                    Value::Integer((v as i64) >> FRAC_BITS)
+                } else {
+                    Value::Float(decode_fixed(v, FRAC_BITS))
+                }
+            })
+            .collect();
+        recs.push((k.clone(), m, computed));
     }
-    let pick = |rec: &(Row, BTreeMap<usize, Value>), e: &OutputExpr| match e {
+    let pick = |rec: &(Row, BTreeMap<usize, Value>, Vec<Value>), e: &OutputExpr| match e {
         OutputExpr::Key(k) => rec.0.get(*k).cloned().unwrap_or(Value::Null),
         OutputExpr::Agg(a) => rec.1.get(a).cloned().unwrap_or(Value::Null),
+        OutputExpr::Computed(c) => rec.2.get(*c).cloned().unwrap_or(Value::Null),
         OutputExpr::Column(_) => Value::Null,
     };
     if order_on_aggregate(cx) {

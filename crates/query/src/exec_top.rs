@@ -18,6 +18,7 @@ type R<T> = Result<T, QueryError>;
 pub(crate) fn sorts_in_mpc(cx: &Ctx<'_>) -> bool {
     let o = &cx.plan.order_by;
     cx.plan.limit.is_some()
+        && cx.plan.computed.is_empty()
         && matches!(o.first().map(|k| k.target), Some(OutputExpr::Agg(_)))
         && o.iter()
             .skip(1)

@@ -36,6 +36,7 @@ mod exec_join_align;
 mod exec_lists;
 mod exec_math;
 mod exec_top;
+mod exec_values;
 pub mod explain;
 mod parse;
 mod parse_agg;

@@ -368,6 +368,7 @@ fn plan_select(
         || items.iter().any(|(e, _)| contains_aggregate_call(e));
     let limit = limit_of(q)?;
     let mut output = Vec::new();
+    let mut computed = Vec::new();
     let mut select_cols: Vec<String> = Vec::new();
     for (e, alias) in &items {
         let (expr, text) = match e {
@@ -398,10 +399,11 @@ fn plan_select(
                 let (spec, text) = cx.aggregate(f)?;
                 (OutputExpr::Agg(cx.agg_index(spec)), text)
             }
+            // Arithmetic over aggregates, evaluated in MPC.
             other if contains_aggregate_call(other) => {
-                return unsupported(format!(
-                    "`{other}` in SELECT (arithmetic over aggregates is not supported yet)"
-                ))
+                let e = cx.agg_expr(other, 0)?;
+                computed.push(e);
+                (OutputExpr::Computed(computed.len() - 1), other.to_string())
             }
             // A row expression: a group key, or (in a selection) a computed column.
             other if aggregate_query => {
@@ -570,6 +572,7 @@ fn plan_select(
         order_by,
         limit,
         uses: cx.uses,
+        computed,
         join: None,
     };
     match join_from {

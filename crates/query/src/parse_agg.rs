@@ -2,15 +2,18 @@
 //! column), with DISTINCT, FILTER or WITHIN GROUP. Part of the planner (`parse`).
 
 use consort_ledger::policy::Permission;
+use consort_model::scalar::ArithOp;
 use consort_model::ColumnType;
 use sqlparser::ast::{
-    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    BinaryOperator, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, UnaryOperator,
 };
 
 use crate::error::QueryError;
 use crate::parse::{unsupported, R};
-use crate::parse_expr::{contains_aggregate_call, number, Ctx};
-use crate::plan::{AggFunc, AggSpec, Fraction};
+use crate::parse_expr::{contains_aggregate_call, expr_kind, number, Ctx};
+use crate::parse_scalar::is_scalar_function;
+use crate::plan::{AggExpr, AggFunc, AggSpec, Fraction};
 
 /// The aggregate functions of the subset (upper case), aliases included.
 const AGGREGATES: [&str; 15] = [
@@ -41,6 +44,84 @@ fn numeric(ty: ColumnType) -> bool {
 }
 
 impl Ctx<'_> {
+    /// Plans arithmetic over aggregates (`SUM(a) / SUM(b)`): aggregate calls, numeric
+    /// literals, `+ - * / %`, unary minus, parentheses and `CAST(… AS DOUBLE)`.
+    pub(crate) fn agg_expr(&mut self, e: &Expr, depth: usize) -> R<AggExpr> {
+        if depth > crate::bounds::MAX_EXPR_DEPTH {
+            return Err(QueryError::Invalid(
+                "arithmetic over aggregates nested too deep".into(),
+            ));
+        }
+        let next = depth + 1;
+        match e {
+            Expr::Nested(inner) => self.agg_expr(inner, next),
+            Expr::Function(f) if !is_scalar_function(f) => {
+                let (spec, _) = self.aggregate(f)?;
+                Ok(AggExpr::Agg(self.agg_index(spec)))
+            }
+            Expr::Value(_) => {
+                let Some(text) = number(e) else {
+                    return unsupported(format!(
+                        "`{e}` in arithmetic over aggregates (numbers only)"
+                    ));
+                };
+                if let Ok(i) = text.parse::<i64>() {
+                    return Ok(AggExpr::Integer(i));
+                }
+                match text.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Ok(AggExpr::Float(v)),
+                    _ => Err(QueryError::Type(format!("bad number {text}"))),
+                }
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => Ok(AggExpr::Negate(Box::new(self.agg_expr(expr, next)?))),
+            Expr::UnaryOp {
+                op: UnaryOperator::Plus,
+                expr,
+            } => self.agg_expr(expr, next),
+            Expr::BinaryOp { left, op, right } => {
+                let op = match op {
+                    BinaryOperator::Plus => ArithOp::Add,
+                    BinaryOperator::Minus => ArithOp::Sub,
+                    BinaryOperator::Multiply => ArithOp::Mul,
+                    BinaryOperator::Divide => ArithOp::Div,
+                    other => {
+                        return unsupported(format!(
+                            "operator {other} over aggregates (use + - * /)"
+                        ))
+                    }
+                };
+                Ok(AggExpr::Arith {
+                    op,
+                    left: Box::new(self.agg_expr(left, next)?),
+                    right: Box::new(self.agg_expr(right, next)?),
+                })
+            }
+            Expr::Cast {
+                expr,
+                data_type:
+                    DataType::Double(_)
+                    | DataType::DoublePrecision
+                    | DataType::Real
+                    | DataType::Float(_)
+                    | DataType::Float64
+                    | DataType::Float8
+                    | DataType::Numeric(_)
+                    | DataType::Decimal(_),
+                ..
+            } => Ok(AggExpr::ToFloat(Box::new(self.agg_expr(expr, next)?))),
+            Expr::Identifier(i) => unsupported(format!(
+                "column {i} outside an aggregate in arithmetic over aggregates"
+            )),
+            other => unsupported(format!(
+                "{} in arithmetic over aggregates",
+                expr_kind(other)
+            )),
+        }
+    }
+
     /// Plans one aggregate call; returns it and its SQL text (the default output name).
     pub(crate) fn aggregate(&mut self, f: &Function) -> R<(AggSpec, String)> {
         let fname = f.name.to_string().to_ascii_uppercase();

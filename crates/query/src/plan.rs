@@ -201,6 +201,64 @@ pub enum OutputExpr {
     Agg(usize),
     /// The i-th column of the raw selection ([`LocalSelect::columns`]).
     Column(usize),
+    /// The i-th entry of [`Plan::computed`]: arithmetic over aggregates.
+    Computed(usize),
+}
+
+/// Arithmetic over aggregates (`SUM(a) / SUM(b)`, `MAX(x) - MIN(x)`,
+/// `100.0 * COUNT(*) FILTER (WHERE c) / COUNT(*)`), evaluated by the compute parties in
+/// MPC, so an operand aggregate is revealed only if it is selected itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggExpr {
+    /// The i-th entry of [`Plan::aggregates`].
+    Agg(usize),
+    /// An integer literal (`100`).
+    Integer(i64),
+    /// A float literal (`100.0`, `1e3`).
+    Float(f64),
+    Arith {
+        op: consort_model::scalar::ArithOp,
+        left: Box<AggExpr>,
+        right: Box<AggExpr>,
+    },
+    Negate(Box<AggExpr>),
+    /// `CAST(… AS DOUBLE)`: the value as a float, so `/` divides exactly.
+    ToFloat(Box<AggExpr>),
+}
+
+impl AggExpr {
+    /// Integer or Float, by SQL's rules: integers stay integers under `+ - * / %`
+    /// (`/` truncates toward zero); a float operand makes the result a float.
+    pub fn result_type(&self, aggs: &[AggSpec]) -> ColumnType {
+        match self {
+            AggExpr::Agg(i) => match aggs.get(*i).map(AggSpec::output_type) {
+                Some(ColumnType::Integer) => ColumnType::Integer,
+                _ => ColumnType::Float,
+            },
+            AggExpr::Integer(_) => ColumnType::Integer,
+            AggExpr::Float(_) | AggExpr::ToFloat(_) => ColumnType::Float,
+            AggExpr::Negate(x) => x.result_type(aggs),
+            AggExpr::Arith { left, right, .. } => {
+                match (left.result_type(aggs), right.result_type(aggs)) {
+                    (ColumnType::Integer, ColumnType::Integer) => ColumnType::Integer,
+                    _ => ColumnType::Float,
+                }
+            }
+        }
+    }
+
+    /// The aggregates it reads, by index.
+    pub fn operands(&self, out: &mut Vec<usize>) {
+        match self {
+            AggExpr::Agg(i) => out.push(*i),
+            AggExpr::Integer(_) | AggExpr::Float(_) => {}
+            AggExpr::Arith { left, right, .. } => {
+                left.operands(out);
+                right.operands(out);
+            }
+            AggExpr::Negate(x) | AggExpr::ToFloat(x) => x.operands(out),
+        }
+    }
 }
 
 /// One column of the result.
@@ -329,6 +387,9 @@ pub struct Plan {
     pub limit: Option<u64>,
     /// Each column the query touches and how (virtual `alias.column` names for a join).
     pub uses: BTreeMap<String, BTreeSet<Permission>>,
+    /// Arithmetic over aggregates that the output or ORDER BY shows
+    /// ([`OutputExpr::Computed`]).
+    pub computed: Vec<AggExpr>,
     /// The JOIN, if any. For a join `dataset` and `schema` describe the virtual joined
     /// relation, `local` holds no filter (each side's WHERE is in its [`JoinSide`]) and
     /// the owners run [`JoinSide::local_select`] instead.
@@ -466,6 +527,7 @@ impl Plan {
                 OutputExpr::Key(i) => (0, i),
                 OutputExpr::Agg(i) => (1, i),
                 OutputExpr::Column(i) => (2, i),
+                OutputExpr::Computed(i) => (3, i),
             };
             w.u8(tag).u64(*i as u64);
         }
@@ -537,6 +599,39 @@ impl Plan {
                 });
             }
         });
+        // Only plans with arithmetic over aggregates carry it, so older plans keep their
+        // bytes.
+        if !self.computed.is_empty() {
+            w.u8(0xA6);
+            w.list(&self.computed, put_agg_expr);
+        }
         w.into_bytes()
+    }
+}
+
+fn put_agg_expr(w: &mut Writer, e: &AggExpr) {
+    match e {
+        AggExpr::Agg(i) => {
+            w.u8(0).u64(*i as u64);
+        }
+        AggExpr::Integer(v) => {
+            w.u8(1).u64(*v as u64);
+        }
+        AggExpr::Float(v) => {
+            w.u8(5).u64(v.to_bits());
+        }
+        AggExpr::Arith { op, left, right } => {
+            w.u8(2).string(op.symbol());
+            put_agg_expr(w, left);
+            put_agg_expr(w, right);
+        }
+        AggExpr::Negate(x) => {
+            w.u8(3);
+            put_agg_expr(w, x);
+        }
+        AggExpr::ToFloat(x) => {
+            w.u8(4);
+            put_agg_expr(w, x);
+        }
     }
 }

@@ -173,6 +173,22 @@ fn cases() -> Vec<Case> {
             raw: true,
             ..case("region || '-' || CAST(year AS TEXT) AS tag, qty * 2 AS dq, amount / 2")
         },
+        // Arithmetic over aggregates, in MPC: integer division truncates as in SQL,
+        // division by zero (or by a NULL) gives NULL.
+        Case {
+            group: Some("region"),
+            ..case("region, SUM(qty) / COUNT(*) AS r, 1.0 * SUM(qty) / COUNT(qty) AS rate, MAX(amount) - MIN(amount) AS spread, 100.0 * COUNT(*) FILTER (WHERE qty > 5) / COUNT(*) AS pct, SUM(amount) / SUM(qty) AS ratio, -COUNT(*) * 2 + 1 AS neg")
+        },
+        Case {
+            group: Some("region"),
+            order: Some("m DESC, region"),
+            limit: Some(2),
+            ..case("region, SUM(amount) / COUNT(*) AS m, COUNT(*) AS n")
+        },
+        Case {
+            filter: Some("year > 2020"),
+            ..case("COUNT(*) - COUNT(qty) AS missing, SUM(qty) * 2 AS d, CAST(SUM(qty) AS DOUBLE) / COUNT(*) AS mean, AVG(amount) * AVG(qty) AS prod, MEDIAN(amount) / 2 AS half")
+        },
         // Value lists (DISTINCT and percentiles) and the sample aggregates.
         Case {
             group: Some("region"),

@@ -315,8 +315,8 @@ fn what_the_subset_refuses_is_named() {
             "CAST of a float value to integer",
         ),
         (
-            "SELECT SUM(qty) / COUNT(*) FROM sales",
-            "arithmetic over aggregates",
+            "SELECT SUM(qty) % COUNT(*) FROM sales",
+            "% over aggregates",
         ),
         ("SELECT COUNT(*) FROM sales WHERE qty + 1 = NULL", "NULL"),
         (
