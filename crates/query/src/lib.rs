@@ -38,6 +38,7 @@ mod exec_top;
 pub mod explain;
 mod parse;
 mod parse_expr;
+mod parse_funcs;
 mod parse_join;
 mod parse_scalar;
 pub mod plan;

@@ -287,7 +287,21 @@ pub(crate) fn prepare_aggregate(
 ) -> Result<(Statement, usize), StoreError> {
     rules::validate_table_name(table)?;
     let q = local_check::check_aggregate(table, schema, query)?;
-    Ok((aggregate(flavor, table, schema, &q), q.group_by.len()))
+    let st = check_size(table, aggregate(flavor, table, schema, &q))?;
+    Ok((st, q.group_by.len()))
+}
+
+/// Refuses a statement whose expressions rendered past `scalar_sql::MAX_SQL` (some
+/// functions repeat an operand in the SQL, so nesting them multiplies its size).
+fn check_size(table: &str, st: Statement) -> Result<Statement, StoreError> {
+    if st.sql.len() > super::scalar_sql::MAX_SQL {
+        return Err(StoreError::InvalidQuery(format!(
+            "table {table}: the expressions are too large once written in this database's SQL \
+             (more than {} bytes); nest fewer functions",
+            super::scalar_sql::MAX_SQL
+        )));
+    }
+    Ok(st)
 }
 
 /// Puts the fetched group rows in the canonical order and checks them.
@@ -311,7 +325,7 @@ pub(crate) fn prepare_select(
 ) -> Result<Statement, StoreError> {
     rules::validate_table_name(table)?;
     let q = local_check::check_select(table, schema, query)?;
-    Ok(select(flavor, table, schema, &q))
+    check_size(table, select(flavor, table, schema, &q))
 }
 
 /// `SELECT groups…, aggregates… FROM table [WHERE …] [GROUP BY groups…]`. When the
