@@ -99,6 +99,8 @@ mod conformance_data;
 #[cfg(any(test, feature = "testing"))]
 mod conformance_expr;
 #[cfg(any(test, feature = "testing"))]
+mod conformance_funcs;
+#[cfg(any(test, feature = "testing"))]
 mod conformance_query;
 
 use std::sync::Arc;

@@ -96,12 +96,20 @@ impl Renderer {
                 self.raw(")");
             }
             ScalarExpr::Replace { arg, from, to } => {
-                let name = if self.flavor == Flavor::Mysql {
-                    "REPLACE"
-                } else {
-                    "replace"
-                };
-                self.call(name, &[arg, from, to], schema);
+                if self.flavor != Flavor::Mysql {
+                    self.call("replace", &[arg, from, to], schema);
+                    return;
+                }
+                // MariaDB's REPLACE ignores a NULL replacement when nothing matches: the
+                // empty prefixes of both make any NULL the result's.
+                self.raw("CONCAT(");
+                self.call("REPLACE", &[arg, from, to], schema);
+                for x in [from, to] {
+                    self.raw(", LEFT(");
+                    self.scalar(x, schema);
+                    self.raw(", 0)");
+                }
+                self.raw(")");
             }
             ScalarExpr::DateTrunc { unit, arg } => self.date_trunc(*unit, arg, schema),
             ScalarExpr::AddInterval { arg, unit, amount } => {

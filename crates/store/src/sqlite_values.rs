@@ -28,6 +28,8 @@ type ValueFn = fn(&[Value]) -> Result<Value, String>;
 fn int(v: &Value) -> Result<i64, String> {
     match v {
         Value::Integer(i) => Ok(*i),
+        // `Read::Float` reads every number as a float; the constants are small integers.
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(*f as i64),
         v => Err(format!("expected an integer constant, got {v:?}")),
     }
 }
