@@ -348,3 +348,121 @@ pub(crate) fn cast(v: &Value, to: consort_model::ColumnType) -> Eval {
         (v, to) => return Err(format!("CAST of {v:?} to {to}")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_ties_go_away_from_zero_on_the_stored_binary_value() {
+        let r = |x: f64, n: i32| round_float(x, n).unwrap();
+        assert_eq!(r(2.5, 0), 3.0);
+        assert_eq!(r(-2.5, 0), -3.0);
+        assert_eq!(r(0.5, 0), 1.0);
+        assert_eq!(r(-0.5, 0), -1.0);
+        // Not a tie: the largest float below one half.
+        assert_eq!(r(0.499_999_999_999_999_94, 0), 0.0);
+        // The scaling is a float multiplication: 2.675 * 100 gives 267.5 exactly (a tie),
+        // 1.005 * 100 gives 100.49999999999999.
+        assert_eq!(r(2.675, 2), 2.68);
+        assert_eq!(r(1.005, 2), 1.0);
+        assert_eq!(r(1234.5678, -2), 1200.0);
+        assert_eq!(r(-1250.0, -2), -1300.0);
+        assert_eq!(r(1e300, 15), 1e300);
+        assert_eq!(r(-0.3, 0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(round_integer(25, -1), Ok(30));
+        assert_eq!(round_integer(-25, -1), Ok(-30));
+        assert_eq!(round_integer(-24, -1), Ok(-20));
+        assert_eq!(round_integer(7, 3), Ok(7));
+        assert!(round_integer(i64::MAX, -1).is_err());
+        assert_eq!(round_integer(i64::MIN, -18), Ok(-9_000_000_000_000_000_000));
+    }
+
+    #[test]
+    fn substr_follows_postgresql_positions() {
+        let t = Value::Text("hello".into());
+        let s = |a, b| substr(&t, a, b).unwrap();
+        let text = |x: &str| Value::Text(x.into());
+        assert_eq!(s(0, Some(2)), text("h"));
+        assert_eq!(s(-1, Some(3)), text("h"));
+        assert_eq!(s(2, None), text("ello"));
+        assert_eq!(s(-5, None), text("hello"));
+        assert_eq!(s(9, Some(1)), text(""));
+        assert_eq!(s(i64::MAX, Some(i64::MAX)), text(""));
+        assert_eq!(s(i64::MIN, Some(i64::MAX)), text(""));
+    }
+
+    #[test]
+    fn month_arithmetic_clamps_and_stays_in_range() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        assert_eq!(
+            add_interval(d(2024, 1, 31), IntervalUnit::Month, 1),
+            Some(d(2024, 2, 29))
+        );
+        assert_eq!(
+            add_interval(d(2024, 2, 29), IntervalUnit::Month, 12),
+            Some(d(2025, 2, 28))
+        );
+        assert_eq!(
+            add_interval(d(2024, 3, 31), IntervalUnit::Month, -1),
+            Some(d(2024, 2, 29))
+        );
+        assert_eq!(add_interval(d(9999, 12, 31), IntervalUnit::Day, 1), None);
+        assert_eq!(add_interval(d(1, 1, 1), IntervalUnit::Month, -1), None);
+        for (unit, amount) in [
+            (IntervalUnit::Day, 40),
+            (IntervalUnit::Day, -40),
+            (IntervalUnit::Month, 13),
+            (IntervalUnit::Month, -13),
+        ] {
+            let (first, last) = interval_domain(unit, amount).unwrap();
+            assert!(add_interval(first, unit, amount).is_some());
+            assert!(add_interval(last, unit, amount).is_some());
+            if let Some(before) = first.pred_opt().filter(|b| b.year() >= 1) {
+                assert_eq!(
+                    add_interval(before, unit, amount),
+                    None,
+                    "{unit:?} {amount}"
+                );
+            }
+            if let Some(after) = last.succ_opt().filter(|a| a.year() <= 9999) {
+                assert_eq!(add_interval(after, unit, amount), None, "{unit:?} {amount}");
+            }
+        }
+        assert_eq!(interval_domain(IntervalUnit::Month, MAX_MONTHS), None);
+        assert_eq!(
+            trunc_date(TruncUnit::Week, d(2024, 3, 3)),
+            Ok(d(2024, 2, 26))
+        );
+        assert_eq!(
+            trunc_date(TruncUnit::Quarter, d(2024, 8, 31)),
+            Ok(d(2024, 7, 1))
+        );
+        assert_eq!(iso_week(d(2021, 1, 1)), 53);
+    }
+
+    const MAX_MONTHS: i64 = consort_model::scalar::MAX_INTERVAL_MONTHS;
+
+    #[test]
+    fn text_becomes_an_integer_or_null() {
+        assert_eq!(text_to_integer("-0012"), Value::Integer(-12));
+        assert_eq!(text_to_integer("+7"), Value::Integer(7));
+        assert_eq!(
+            text_to_integer("-9223372036854775808"),
+            Value::Integer(i64::MIN)
+        );
+        for bad in [
+            "",
+            "+",
+            " 1",
+            "1 ",
+            "1.5",
+            "12a",
+            "9223372036854775808",
+            "12\n",
+            "١٢",
+        ] {
+            assert_eq!(text_to_integer(bad), Value::Null, "{bad:?}");
+        }
+    }
+}

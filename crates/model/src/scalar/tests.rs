@@ -116,3 +116,107 @@ fn types_follow_the_one_rule() {
         Err("LENGTH of a integer value (text only)".into())
     );
 }
+
+#[test]
+fn the_second_set_of_functions_is_typed_and_bounded() {
+    use ColumnType::*;
+    let s = Schema {
+        columns: vec![
+            Column {
+                name: "i".into(),
+                ty: Integer,
+                nullable: false,
+            },
+            Column {
+                name: "f".into(),
+                ty: Float,
+                nullable: false,
+            },
+            Column {
+                name: "t".into(),
+                ty: Text,
+                nullable: false,
+            },
+            Column {
+                name: "d".into(),
+                ty: Date,
+                nullable: false,
+            },
+            Column {
+                name: "ts".into(),
+                ty: Timestamp,
+                nullable: true,
+            },
+        ],
+    };
+    let round = |col: &str, digits| ScalarExpr::Round {
+        arg: c(col),
+        digits,
+    };
+    assert_eq!(round("i", -2).result_type(&s), Ok(Integer));
+    assert_eq!(round("f", 18).result_type(&s), Ok(Float));
+    assert!(round("f", 19)
+        .result_type(&s)
+        .unwrap_err()
+        .contains("at most 18"));
+    assert!(round("t", 0).result_type(&s).is_err());
+    assert!(ScalarExpr::Power(c("i"), c("f")).result_type(&s).is_err());
+    let extreme = |args: &[&str]| ScalarExpr::Extreme {
+        greatest: true,
+        args: args.iter().map(|a| ScalarExpr::column(a)).collect(),
+    };
+    assert_eq!(extreme(&["d", "d"]).result_type(&s), Ok(Date));
+    assert!(extreme(&["i", "f"])
+        .result_type(&s)
+        .unwrap_err()
+        .contains("one type"));
+    assert!(extreme(&[]).result_type(&s).is_err());
+    assert!(extreme(&["i"; 17]).result_type(&s).is_err());
+    let substr = ScalarExpr::Substr {
+        arg: c("t"),
+        start: 1,
+        len: Some(-1),
+    };
+    assert!(substr.result_type(&s).unwrap_err().contains("negative"));
+    let shift = |amount| ScalarExpr::AddInterval {
+        arg: c("d"),
+        unit: IntervalUnit::Month,
+        amount,
+    };
+    assert_eq!(shift(MAX_INTERVAL_MONTHS).result_type(&s), Ok(Date));
+    assert!(shift(i64::MIN)
+        .result_type(&s)
+        .unwrap_err()
+        .contains("INTERVAL"));
+    assert_eq!(
+        ScalarExpr::DateTrunc {
+            unit: TruncUnit::Week,
+            arg: c("ts"),
+        }
+        .result_type(&s),
+        Ok(Timestamp)
+    );
+    assert_eq!(
+        ScalarExpr::DateDiff(c("d"), c("d")).result_type(&s),
+        Ok(Integer)
+    );
+    assert!(ScalarExpr::DateDiff(c("d"), c("ts"))
+        .result_type(&s)
+        .is_err());
+    let cast = |col: &str, to| ScalarExpr::Cast { arg: c(col), to };
+    assert_eq!(cast("f", Integer).result_type(&s), Ok(Integer));
+    assert!(cast("f", Text).result_type(&s).is_err());
+    assert!(cast("t", Float).result_type(&s).is_err());
+    // Text to integer can be NULL (bad text); the others only from NULL.
+    assert!(!cast("t", Integer).never_null(&s));
+    assert!(cast("d", Text).never_null(&s));
+    assert!(!cast("ts", Date).never_null(&s));
+    assert!(!shift(1).never_null(&s));
+    assert!(ScalarExpr::Replace {
+        arg: c("t"),
+        from: c("t"),
+        to: c("t"),
+    }
+    .never_null(&s));
+    assert_eq!(ScalarExpr::Power(c("f"), c("f")).columns(), vec!["f"],);
+}
