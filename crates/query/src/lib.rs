@@ -37,6 +37,7 @@ mod exec_math;
 mod exec_top;
 pub mod explain;
 mod parse;
+mod parse_dates;
 mod parse_expr;
 mod parse_funcs;
 mod parse_join;

@@ -4,24 +4,25 @@
 //! so that a bad one is a one-line planning error.
 
 use consort_ledger::policy::Permission;
+use consort_model::local_query::CmpOp;
 use consort_model::scalar::{
-    IntervalUnit, MathFunc, ScalarExpr, TrimSide, TruncUnit, MAX_EXTREME_ARGS, MAX_ROUND_DIGITS,
+    MathFunc, ScalarExpr, TrimSide, TruncUnit, MAX_EXTREME_ARGS, MAX_ROUND_DIGITS,
 };
-use consort_model::ColumnType;
-use sqlparser::ast::{DateTimeField, Expr, Function, Interval, TrimWhereField, Value as SqlValue};
+use consort_model::{ColumnType, Value};
+use sqlparser::ast::{DataType, Expr, Function, TrimWhereField, Value as SqlValue};
 
 use crate::error::QueryError;
 use crate::parse::{unsupported, R};
-use crate::parse_expr::{number, Ctx};
+use crate::parse_expr::{literal, number, Ctx};
 use crate::parse_scalar::{coerce, numeric, plain_args, strip, typed, unify, untyped_null, Typed};
 
 /// An integer constant (a number, possibly negated), for the arguments that must be one.
-fn const_int(e: &Expr) -> Option<i64> {
+pub(crate) fn const_int(e: &Expr) -> Option<i64> {
     number(e)?.parse().ok()
 }
 
 /// A text constant.
-fn const_text(e: &Expr) -> Option<&str> {
+pub(crate) fn const_text(e: &Expr) -> Option<&str> {
     match strip(e) {
         Expr::Value(v) => match &v.value {
             SqlValue::SingleQuotedString(s) => Some(s.as_str()),
@@ -439,85 +440,94 @@ impl Ctx<'_> {
         })
     }
 
-    /// `date ± INTERVAL 'n' unit` (also `INTERVAL 'n unit'`), units DAY, WEEK, MONTH and
-    /// YEAR, `n` an integer constant within the bounds of `IntervalUnit::max_amount`.
-    pub(crate) fn interval(
+    pub(crate) fn cast(&mut self, e: &Expr, x: &Expr, to: &DataType, p: Permission) -> R<Typed> {
+        let want = match to {
+            DataType::Int(_)
+            | DataType::Integer(_)
+            | DataType::BigInt(_)
+            | DataType::SmallInt(_)
+            | DataType::Int64
+            | DataType::Int8(_) => ColumnType::Integer,
+            DataType::Real
+            | DataType::Double(_)
+            | DataType::DoublePrecision
+            | DataType::Float(_)
+            | DataType::Float8
+            | DataType::Float64 => ColumnType::Float,
+            DataType::Text | DataType::Varchar(_) | DataType::String(_) => ColumnType::Text,
+            DataType::Date => ColumnType::Date,
+            DataType::Timestamp(..) | DataType::Datetime(_) => ColumnType::Timestamp,
+            DataType::Boolean | DataType::Bool => ColumnType::Boolean,
+            other => return unsupported(format!("CAST to {other}")),
+        };
+        let t = self.scalar(x, p)?;
+        let expr = match (t.ty, want) {
+            (None, want) => ScalarExpr::Literal {
+                value: Value::Null,
+                ty: want,
+            },
+            (Some(have), want) if have == want => t.expr,
+            (Some(ColumnType::Integer), ColumnType::Float) => coerce(t, want, "CAST")?,
+            (Some(ColumnType::Integer), ColumnType::Text) => {
+                ScalarExpr::IntegerToText(Box::new(t.expr))
+            }
+            // A literal converts at planning time, exactly.
+            (Some(ColumnType::Text), ColumnType::Date | ColumnType::Timestamp)
+                if matches!(t.expr, ScalarExpr::Literal { .. }) =>
+            {
+                ScalarExpr::Literal {
+                    value: literal(x, want, "a CAST")?,
+                    ty: want,
+                }
+            }
+            (Some(have), want) if consort_model::scalar::cast_allowed(have, want) => {
+                ScalarExpr::Cast {
+                    arg: Box::new(t.expr),
+                    to: want,
+                }
+            }
+            (Some(have), want) => {
+                return unsupported(format!(
+                    "CAST of a {have} value to {want} in `{e}` (the databases disagree on it)"
+                ))
+            }
+        };
+        Ok(typed(expr, want))
+    }
+
+    pub(crate) fn case(
         &mut self,
-        e: &Expr,
-        left: &Expr,
-        minus: bool,
-        i: &Interval,
+        operand: Option<&Expr>,
+        conditions: &[sqlparser::ast::CaseWhen],
+        else_result: Option<&Expr>,
         p: Permission,
     ) -> R<Typed> {
-        let bad = || {
-            QueryError::Invalid(format!(
-                "`{e}`: write INTERVAL '<integer>' DAY|WEEK|MONTH|YEAR"
-            ))
-        };
-        if i.last_field.is_some() || i.fractional_seconds_precision.is_some() {
-            return Err(bad());
+        let mut conds = Vec::with_capacity(conditions.len());
+        let mut values = Vec::with_capacity(conditions.len());
+        for w in conditions {
+            let cond = match operand {
+                // CASE x WHEN v …: x = v.
+                Some(x) => self.comparison(CmpOp::Eq, x, &w.condition, p)?,
+                None => coerce(self.scalar(&w.condition, p)?, ColumnType::Boolean, "WHEN")?,
+            };
+            conds.push(cond);
+            values.push(self.scalar(&w.result, p)?);
         }
-        let (amount, unit_word) = match (const_int(&i.value), const_text(&i.value)) {
-            (Some(n), _) => (n, None),
-            (None, Some(s)) => {
-                let mut words = s.split_whitespace();
-                let n: i64 = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
-                let unit = words.next().map(str::to_ascii_uppercase);
-                if words.next().is_some() {
-                    return Err(bad());
-                }
-                (n, unit)
-            }
-            _ => return Err(bad()),
+        let otherwise = else_result.map(|e| self.scalar(e, p)).transpose()?;
+        let mut types: Vec<Option<ColumnType>> = values.iter().map(|v| v.ty).collect();
+        types.extend(otherwise.as_ref().map(|o| o.ty));
+        let ty = unify(&types, "CASE branches")?;
+        let Some(ty) = ty else {
+            return Ok(untyped_null());
         };
-        let field = match (&i.leading_field, unit_word.as_deref()) {
-            (Some(f), None) => match f {
-                DateTimeField::Day | DateTimeField::Days => "DAY",
-                DateTimeField::Week(None) | DateTimeField::Weeks => "WEEK",
-                DateTimeField::Month | DateTimeField::Months => "MONTH",
-                DateTimeField::Year | DateTimeField::Years => "YEAR",
-                other => return unsupported(format!("INTERVAL in {other}")),
-            },
-            (None, Some(w)) => match w.trim_end_matches('S') {
-                "DAY" => "DAY",
-                "WEEK" => "WEEK",
-                "MONTH" => "MONTH",
-                "YEAR" => "YEAR",
-                other => return unsupported(format!("INTERVAL in {other}")),
-            },
-            _ => return Err(bad()),
-        };
-        let (unit, factor) = match field {
-            "DAY" => (IntervalUnit::Day, 1),
-            "WEEK" => (IntervalUnit::Day, 7),
-            "MONTH" => (IntervalUnit::Month, 1),
-            _ => (IntervalUnit::Month, 12),
-        };
-        let amount = amount
-            .checked_mul(factor)
-            .and_then(|a| if minus { a.checked_neg() } else { Some(a) })
-            .filter(|a| a.unsigned_abs() <= unit.max_amount().unsigned_abs())
-            .ok_or_else(|| {
-                QueryError::Invalid(format!(
-                    "`{e}`: an interval beyond {} {}S (the whole date range)",
-                    unit.max_amount(),
-                    unit.name()
-                ))
-            })?;
-        let t = self.scalar(left, p)?;
-        match t.ty {
-            Some(ColumnType::Date) => Ok(typed(
-                ScalarExpr::AddInterval {
-                    arg: Box::new(t.expr),
-                    unit,
-                    amount,
-                },
-                ColumnType::Date,
-            )),
-            None => Ok(t),
-            Some(ty) => Err(QueryError::Type(format!(
-                "INTERVAL arithmetic on a {ty} value in `{e}` (dates only)"
-            ))),
-        }
+        let whens = conds
+            .into_iter()
+            .zip(values)
+            .map(|(c, v)| Ok((c, coerce(v, ty, "a CASE branch")?)))
+            .collect::<R<Vec<_>>>()?;
+        let otherwise = otherwise
+            .map(|o| coerce(o, ty, "the CASE ELSE").map(Box::new))
+            .transpose()?;
+        Ok(typed(ScalarExpr::Case { whens, otherwise }, ty))
     }
 }

@@ -1,9 +1,10 @@
-//! Row expressions of the SQL subset (docs/QUERY.md, "Expressions"): arithmetic, `||`,
-//! comparisons and boolean logic, `CASE`, `CAST`, `COALESCE`, `NULLIF`, `ABS` and
-//! `EXTRACT`, turned into `consort_model::scalar::ScalarExpr` with SQL's implicit
-//! conversions made explicit. An expression that stands where a column may stand becomes
-//! a derived column the owner's database computes ([`Ctx::value_column`]); every column
-//! it mentions is used with the permission of the clause it stands in.
+//! Row expressions of the SQL subset (docs/QUERY.md, "Expressions"): literals, columns,
+//! arithmetic, `||`, comparisons and boolean logic, `IN`, `BETWEEN` and `EXTRACT`, turned
+//! into `consort_model::scalar::ScalarExpr` with SQL's implicit conversions made explicit;
+//! `CASE`, `CAST` and the functions are in `parse_funcs`, interval arithmetic in
+//! `parse_dates`. An expression that stands where a column may stand becomes a derived
+//! column the owner's database computes ([`Ctx::value_column`]); every column it mentions
+//! is used with the permission of the clause it stands in.
 
 use consort_ledger::policy::Permission;
 use consort_model::local_query::CmpOp;
@@ -525,7 +526,13 @@ impl Ctx<'_> {
 
     /// `l op r` with the operands brought to one type: numbers widen to float, and a
     /// text literal beside a date or timestamp is read as one.
-    fn comparison(&mut self, op: CmpOp, l: &Expr, r: &Expr, p: Permission) -> R<ScalarExpr> {
+    pub(crate) fn comparison(
+        &mut self,
+        op: CmpOp,
+        l: &Expr,
+        r: &Expr,
+        p: Permission,
+    ) -> R<ScalarExpr> {
         let (lt, rt) = (self.scalar(l, p)?, self.scalar(r, p)?);
         let (l_ty, r_ty) = (lt.ty, rt.ty);
         let (lt, rt) = (
@@ -562,97 +569,6 @@ impl Ctx<'_> {
             }
             _ => Ok(t),
         }
-    }
-
-    fn case(
-        &mut self,
-        operand: Option<&Expr>,
-        conditions: &[sqlparser::ast::CaseWhen],
-        else_result: Option<&Expr>,
-        p: Permission,
-    ) -> R<Typed> {
-        let mut conds = Vec::with_capacity(conditions.len());
-        let mut values = Vec::with_capacity(conditions.len());
-        for w in conditions {
-            let cond = match operand {
-                // CASE x WHEN v …: x = v.
-                Some(x) => self.comparison(CmpOp::Eq, x, &w.condition, p)?,
-                None => coerce(self.scalar(&w.condition, p)?, ColumnType::Boolean, "WHEN")?,
-            };
-            conds.push(cond);
-            values.push(self.scalar(&w.result, p)?);
-        }
-        let otherwise = else_result.map(|e| self.scalar(e, p)).transpose()?;
-        let mut types: Vec<Option<ColumnType>> = values.iter().map(|v| v.ty).collect();
-        types.extend(otherwise.as_ref().map(|o| o.ty));
-        let ty = unify(&types, "CASE branches")?;
-        let Some(ty) = ty else {
-            return Ok(untyped_null());
-        };
-        let whens = conds
-            .into_iter()
-            .zip(values)
-            .map(|(c, v)| Ok((c, coerce(v, ty, "a CASE branch")?)))
-            .collect::<R<Vec<_>>>()?;
-        let otherwise = otherwise
-            .map(|o| coerce(o, ty, "the CASE ELSE").map(Box::new))
-            .transpose()?;
-        Ok(typed(ScalarExpr::Case { whens, otherwise }, ty))
-    }
-
-    fn cast(&mut self, e: &Expr, x: &Expr, to: &DataType, p: Permission) -> R<Typed> {
-        let want = match to {
-            DataType::Int(_)
-            | DataType::Integer(_)
-            | DataType::BigInt(_)
-            | DataType::SmallInt(_)
-            | DataType::Int64
-            | DataType::Int8(_) => ColumnType::Integer,
-            DataType::Real
-            | DataType::Double(_)
-            | DataType::DoublePrecision
-            | DataType::Float(_)
-            | DataType::Float8
-            | DataType::Float64 => ColumnType::Float,
-            DataType::Text | DataType::Varchar(_) | DataType::String(_) => ColumnType::Text,
-            DataType::Date => ColumnType::Date,
-            DataType::Timestamp(..) | DataType::Datetime(_) => ColumnType::Timestamp,
-            DataType::Boolean | DataType::Bool => ColumnType::Boolean,
-            other => return unsupported(format!("CAST to {other}")),
-        };
-        let t = self.scalar(x, p)?;
-        let expr = match (t.ty, want) {
-            (None, want) => ScalarExpr::Literal {
-                value: Value::Null,
-                ty: want,
-            },
-            (Some(have), want) if have == want => t.expr,
-            (Some(ColumnType::Integer), ColumnType::Float) => coerce(t, want, "CAST")?,
-            (Some(ColumnType::Integer), ColumnType::Text) => {
-                ScalarExpr::IntegerToText(Box::new(t.expr))
-            }
-            // A literal converts at planning time, exactly.
-            (Some(ColumnType::Text), ColumnType::Date | ColumnType::Timestamp)
-                if matches!(t.expr, ScalarExpr::Literal { .. }) =>
-            {
-                ScalarExpr::Literal {
-                    value: literal(x, want, "a CAST")?,
-                    ty: want,
-                }
-            }
-            (Some(have), want) if consort_model::scalar::cast_allowed(have, want) => {
-                ScalarExpr::Cast {
-                    arg: Box::new(t.expr),
-                    to: want,
-                }
-            }
-            (Some(have), want) => {
-                return unsupported(format!(
-                    "CAST of a {have} value to {want} in `{e}` (the databases disagree on it)"
-                ))
-            }
-        };
-        Ok(typed(expr, want))
     }
 }
 
