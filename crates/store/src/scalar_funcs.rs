@@ -268,8 +268,8 @@ pub(crate) fn interval_domain(unit: IntervalUnit, amount: i64) -> Option<(NaiveD
         IntervalUnit::Month => {
             // Month indexes: 0001-01 is 12, 9999-12 is 119_999; the day never changes the
             // month.
-            let first = (12 - amount).max(12);
-            let last = (119_999 - amount).min(119_999);
+            let first = 12i64.saturating_sub(amount).max(12);
+            let last = 119_999i64.saturating_sub(amount).min(119_999);
             if first > last {
                 return None;
             }

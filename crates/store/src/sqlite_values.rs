@@ -190,10 +190,17 @@ unsafe extern "C" fn call(
 ) {
     // SAFETY (whole body): SQLite passes a valid context and `argc` valid values.
     let index = unsafe { ffi::sqlite3_user_data(ctx) } as usize;
-    let Some((_, _, how, f)) = FUNCTIONS.get(index) else {
+    let Some((_, arity, how, f)) = FUNCTIONS.get(index) else {
         unsafe { ffi::sqlite3_result_error(ctx, c"unknown consort function".as_ptr(), -1) };
         return;
     };
+    // SQLite checks the number of arguments against the registration; checked again so
+    // that no function can index past its arguments.
+    if *arity >= 0 && argc != *arity {
+        let msg = c"a consort function called with the wrong number of arguments";
+        unsafe { ffi::sqlite3_result_error(ctx, msg.as_ptr(), -1) };
+        return;
+    }
     let mut args = Vec::with_capacity(usize::try_from(argc).unwrap_or(0));
     for i in 0..usize::try_from(argc).unwrap_or(0) {
         match unsafe { read(*argv.add(i), *how) } {
