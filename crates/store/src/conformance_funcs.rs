@@ -182,7 +182,7 @@ fn rows() -> Vec<(u64, Row)> {
         ],
         vec![
             I(3),
-            F(1.5),
+            F(5e-324),
             F(0.25),
             t("early"),
             t("EARLY"),

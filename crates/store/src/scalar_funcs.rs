@@ -32,7 +32,8 @@ fn round_unit(y: f64) -> f64 {
 /// `ROUND(x, digits)` of a float: `|x|` is scaled by 10^digits (multiplied, or divided
 /// for negative digits), rounded ties away from zero, scaled back, and given `x`'s sign;
 /// when `|x| >= 2^52 / 10^digits` (digits >= 0) it has no such digits and is returned as
-/// it is. A result beyond a float's range is an error.
+/// it is; when `|x| < 10^-digits / 2` (digits < 0) the result is 0. A result beyond a
+/// float's range is an error.
 pub(crate) fn round_float(x: f64, digits: i32) -> Result<f64, String> {
     let a = x.abs();
     let v = if digits >= 0 {
@@ -43,9 +44,13 @@ pub(crate) fn round_float(x: f64, digits: i32) -> Result<f64, String> {
         round_unit(a * p) / p
     } else {
         let q = pow10(digits.unsigned_abs());
-        let y = a / q;
-        let r = if y >= TWO_52 { y } else { round_unit(y) };
-        r * q
+        // Below half a unit the result is 0, decided exactly (dividing a tiny value would
+        // underflow, which PostgreSQL reports as an error).
+        if a < q * 0.5 {
+            0.0
+        } else {
+            round_unit(a / q) * q
+        }
     };
     if !v.is_finite() {
         return Err("ROUND overflows a float".into());

@@ -183,6 +183,14 @@ impl Renderer {
             self.raw(" THEN ");
             self.scalar(x, schema);
             self.raw(" ELSE ");
+        } else {
+            self.raw("CASE WHEN ABS(");
+            self.scalar(x, schema);
+            self.raw(") < ");
+            self.plain_param(Value::Float(scale * 0.5));
+            self.raw(" THEN ");
+            self.plain_param(Value::Float(0.0));
+            self.raw(" ELSE ");
         }
         self.raw("(CASE WHEN ");
         self.scalar(x, schema);
@@ -207,10 +215,7 @@ impl Renderer {
         let back = if digits >= 0 { "/" } else { "*" };
         let _ = write!(self.sql, " {back} ");
         self.plain_param(Value::Float(scale));
-        self.raw(")");
-        if digits >= 0 {
-            self.raw(" END");
-        }
+        self.raw(") END");
     }
 
     fn extreme(&mut self, greatest: bool, args: &[ScalarExpr], schema: &Schema) {
