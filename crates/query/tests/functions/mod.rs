@@ -313,3 +313,18 @@ fn each_new_function_has_its_own_hash_and_explain_text() {
         assert!(lines.contains(needle), "{needle}: {lines}");
     }
 }
+
+#[test]
+fn expressions_of_the_first_set_keep_their_plan_hash() {
+    // The hash this plan had at ab0f12f, before the second set of functions: new
+    // functions only add tags.
+    let p = planned(
+        "SELECT region, AVG(SQRT(amount) + qty), COUNT(NULLIF(note, 'x')), \
+                SUM(CASE WHEN qty > 0 THEN ABS(year - 2000) ELSE SIGN(amount) END) \
+         FROM sales WHERE LENGTH(region) > 2 AND CAST(year AS TEXT) <> '1999' GROUP BY region",
+    );
+    assert_eq!(
+        p.hash().to_string(),
+        "05340f798ad33fee6c42a4ffc1199d5e436e653ad621274713a907c957a70619"
+    );
+}
