@@ -20,6 +20,13 @@
 use crate::local_query::CmpOp;
 use crate::value::{ColumnType, Schema, Value};
 
+mod funcs;
+
+pub use funcs::{
+    cast_allowed, IntervalUnit, TrimSide, TruncUnit, MAX_EXTREME_ARGS, MAX_INTERVAL_DAYS,
+    MAX_INTERVAL_MONTHS, MAX_ROUND_DIGITS,
+};
+
 /// The prefix of derived column names; dataset columns cannot start with it.
 pub const DERIVED_PREFIX: &str = "_consort_e";
 
@@ -92,6 +99,9 @@ pub enum DatePart {
     DayOfYear,
     /// Hour of the day (UTC), 0 to 23; timestamps only.
     Hour,
+    /// The ISO 8601 week of the year, 1 to 53 (weeks start on Monday; week 1 holds the
+    /// year's first Thursday), as PostgreSQL's `WEEK`.
+    Week,
 }
 
 impl DatePart {
@@ -104,6 +114,7 @@ impl DatePart {
             DatePart::DayOfWeek => "DOW",
             DatePart::DayOfYear => "DOY",
             DatePart::Hour => "HOUR",
+            DatePart::Week => "WEEK",
         }
     }
 }
@@ -172,6 +183,71 @@ pub enum ScalarExpr {
     Sign(Box<ScalarExpr>),
     /// The number of characters (Unicode scalar values) of a text, as an integer.
     Length(Box<ScalarExpr>),
+    /// `ROUND(x, digits)`, ties away from zero; a float stays a float (rounded at the
+    /// `digits`-th decimal), an integer stays an integer (`digits` < 0 rounds to tens,
+    /// hundreds, …). `digits` is a constant within ±[`MAX_ROUND_DIGITS`].
+    Round {
+        arg: Box<ScalarExpr>,
+        digits: i32,
+    },
+    /// `POWER(x, y)` of floats; NULL out of its domain (zero to a negative power, a
+    /// negative number to a non-integral one); a result too large for a float is an error.
+    Power(Box<ScalarExpr>, Box<ScalarExpr>),
+    /// `GREATEST(…)` (`greatest`) or `LEAST(…)` of values of one type; NULL arguments are
+    /// ignored, and the result is NULL only when all are (PostgreSQL's rule).
+    Extreme {
+        greatest: bool,
+        args: Vec<ScalarExpr>,
+    },
+    /// `UPPER(x)` (`upper`) or `LOWER(x)`, of ASCII letters only: other characters are
+    /// left as they are.
+    CaseMap {
+        upper: bool,
+        arg: Box<ScalarExpr>,
+    },
+    /// `SUBSTR(x, start[, len])`: the characters at positions `start` to `start + len - 1`
+    /// (1-based, in characters; positions before 1 count, as in PostgreSQL); without `len`,
+    /// to the end. Constants; `len` is never negative.
+    Substr {
+        arg: Box<ScalarExpr>,
+        start: i64,
+        len: Option<i64>,
+    },
+    /// `TRIM([side] ch FROM x)`: `ch` removed repeatedly from one or both ends.
+    Trim {
+        arg: Box<ScalarExpr>,
+        side: TrimSide,
+        ch: char,
+    },
+    /// `REPLACE(x, from, to)`: every occurrence of `from` (case-sensitive, left to right,
+    /// not overlapping) replaced; an empty `from` leaves `x` as it is.
+    Replace {
+        arg: Box<ScalarExpr>,
+        from: Box<ScalarExpr>,
+        to: Box<ScalarExpr>,
+    },
+    /// `DATE_TRUNC(unit, x)`: the first day (midnight UTC for a timestamp) of the unit
+    /// holding `x`; a date stays a date, a timestamp a timestamp.
+    DateTrunc {
+        unit: TruncUnit,
+        arg: Box<ScalarExpr>,
+    },
+    /// `date + INTERVAL 'amount' unit` (a negative `amount` subtracts): months and years
+    /// keep the day of the month, clamped to the month's last day; a result outside
+    /// 0001-01-01 to 9999-12-31 is NULL.
+    AddInterval {
+        arg: Box<ScalarExpr>,
+        unit: IntervalUnit,
+        amount: i64,
+    },
+    /// `left - right` of two dates, in days, as an integer.
+    DateDiff(Box<ScalarExpr>, Box<ScalarExpr>),
+    /// `CAST(x AS to)` for the pairs [`cast_allowed`] lists beyond `ToFloat` and
+    /// `IntegerToText` (docs/QUERY.md, "CAST").
+    Cast {
+        arg: Box<ScalarExpr>,
+        to: ColumnType,
+    },
 }
 
 /// A column the owner's store computes from the table's columns for one query.
@@ -305,6 +381,17 @@ impl ScalarExpr {
                 ColumnType::Text => Ok(ColumnType::Integer),
                 t => Err(format!("LENGTH of a {t} value (text only)")),
             },
+            ScalarExpr::Round { .. }
+            | ScalarExpr::Power(..)
+            | ScalarExpr::Extreme { .. }
+            | ScalarExpr::CaseMap { .. }
+            | ScalarExpr::Substr { .. }
+            | ScalarExpr::Trim { .. }
+            | ScalarExpr::Replace { .. }
+            | ScalarExpr::DateTrunc { .. }
+            | ScalarExpr::AddInterval { .. }
+            | ScalarExpr::DateDiff(..)
+            | ScalarExpr::Cast { .. } => funcs::type_of(self, &sub),
             ScalarExpr::Extract { part, expr } => match (part, sub(expr)?) {
                 (DatePart::Hour, ColumnType::Timestamp) => Ok(ColumnType::Integer),
                 (DatePart::Hour, t) => Err(format!("EXTRACT(HOUR) of a {t} (timestamps only)")),
@@ -341,7 +428,21 @@ impl ScalarExpr {
             | ScalarExpr::IntegerToText(e)
             | ScalarExpr::Sign(e)
             | ScalarExpr::Length(e)
-            | ScalarExpr::Extract { expr: e, .. } => nn(e),
+            | ScalarExpr::Extract { expr: e, .. }
+            | ScalarExpr::Round { arg: e, .. }
+            | ScalarExpr::CaseMap { arg: e, .. }
+            | ScalarExpr::Substr { arg: e, .. }
+            | ScalarExpr::Trim { arg: e, .. }
+            | ScalarExpr::DateTrunc { arg: e, .. } => nn(e),
+            ScalarExpr::Replace { arg, from, to } => nn(arg) && nn(from) && nn(to),
+            ScalarExpr::DateDiff(l, r) => nn(l) && nn(r),
+            ScalarExpr::Extreme { args, .. } => args.iter().any(nn),
+            // Out of its domain, out of the date range, or bad text: NULL.
+            ScalarExpr::Power(..) | ScalarExpr::AddInterval { .. } => false,
+            // Text that is not a number casts to NULL.
+            ScalarExpr::Cast { arg, .. } => {
+                !matches!(arg.result_type(schema), Ok(ColumnType::Text)) && nn(arg)
+            }
             ScalarExpr::Math { func, arg } => {
                 matches!(func, MathFunc::Exp | MathFunc::Floor | MathFunc::Ceil) && nn(arg)
             }
@@ -374,7 +475,9 @@ impl ScalarExpr {
             ScalarExpr::Arith { left, right, .. }
             | ScalarExpr::Compare { left, right, .. }
             | ScalarExpr::Concat(left, right)
-            | ScalarExpr::NullIf(left, right) => {
+            | ScalarExpr::NullIf(left, right)
+            | ScalarExpr::Power(left, right)
+            | ScalarExpr::DateDiff(left, right) => {
                 left.visit_columns(out);
                 right.visit_columns(out);
             }
@@ -387,8 +490,23 @@ impl ScalarExpr {
             | ScalarExpr::Extract { expr: e, .. }
             | ScalarExpr::Math { arg: e, .. }
             | ScalarExpr::Sign(e)
-            | ScalarExpr::Length(e) => e.visit_columns(out),
-            ScalarExpr::And(parts) | ScalarExpr::Or(parts) | ScalarExpr::Coalesce(parts) => {
+            | ScalarExpr::Length(e)
+            | ScalarExpr::Round { arg: e, .. }
+            | ScalarExpr::CaseMap { arg: e, .. }
+            | ScalarExpr::Substr { arg: e, .. }
+            | ScalarExpr::Trim { arg: e, .. }
+            | ScalarExpr::DateTrunc { arg: e, .. }
+            | ScalarExpr::AddInterval { arg: e, .. }
+            | ScalarExpr::Cast { arg: e, .. } => e.visit_columns(out),
+            ScalarExpr::Replace { arg, from, to } => {
+                arg.visit_columns(out);
+                from.visit_columns(out);
+                to.visit_columns(out);
+            }
+            ScalarExpr::And(parts)
+            | ScalarExpr::Or(parts)
+            | ScalarExpr::Coalesce(parts)
+            | ScalarExpr::Extreme { args: parts, .. } => {
                 for p in parts {
                     p.visit_columns(out);
                 }
@@ -449,124 +567,4 @@ pub fn extend_schema(schema: &Schema, derived: &[Derived]) -> Result<Schema, Str
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::value::Column;
-
-    fn schema() -> Schema {
-        let col = |name: &str, ty, nullable| Column {
-            name: name.into(),
-            ty,
-            nullable,
-        };
-        Schema {
-            columns: vec![
-                col("a", ColumnType::Integer, false),
-                col("b", ColumnType::Integer, true),
-                col("f", ColumnType::Float, false),
-            ],
-        }
-    }
-
-    fn c(name: &str) -> Box<ScalarExpr> {
-        Box::new(ScalarExpr::column(name))
-    }
-
-    fn arith(op: ArithOp, l: Box<ScalarExpr>, r: Box<ScalarExpr>) -> ScalarExpr {
-        ScalarExpr::Arith {
-            op,
-            left: l,
-            right: r,
-        }
-    }
-
-    #[test]
-    fn never_null_is_conservative() {
-        let s = schema();
-        assert!(arith(ArithOp::Add, c("a"), c("a")).never_null(&s));
-        assert!(!arith(ArithOp::Add, c("a"), c("b")).never_null(&s));
-        // Division by zero is NULL.
-        assert!(!arith(ArithOp::Div, c("a"), c("a")).never_null(&s));
-        assert!(!ScalarExpr::NullIf(c("a"), c("a")).never_null(&s));
-        assert!(
-            ScalarExpr::Coalesce(vec![ScalarExpr::column("b"), ScalarExpr::column("a")])
-                .never_null(&s)
-        );
-        let sqrt = ScalarExpr::Math {
-            func: MathFunc::Sqrt,
-            arg: c("f"),
-        };
-        assert!(!sqrt.never_null(&s));
-        let case = |otherwise: Option<Box<ScalarExpr>>| ScalarExpr::Case {
-            whens: vec![(
-                ScalarExpr::Compare {
-                    op: CmpOp::Gt,
-                    left: c("b"),
-                    right: c("a"),
-                },
-                ScalarExpr::column("a"),
-            )],
-            otherwise,
-        };
-        assert!(case(Some(c("a"))).never_null(&s));
-        assert!(!case(None).never_null(&s));
-    }
-
-    #[test]
-    fn a_store_refuses_bad_derived_columns() {
-        let s = schema();
-        let d = |name: &str, expr: ScalarExpr| Derived {
-            name: name.into(),
-            expr,
-        };
-        let ok = d("_consort_e0", arith(ArithOp::Add, c("a"), c("b")));
-        let extended = extend_schema(&s, std::slice::from_ref(&ok)).unwrap();
-        assert_eq!(extended.columns.len(), 4);
-        assert!(extended.columns[3].nullable);
-        for (bad, needle) in [
-            (vec![d("a", ScalarExpr::column("a"))], "name"),
-            (vec![d("_consort_e0x", ScalarExpr::column("a"))], "name"),
-            (vec![ok.clone(), ok.clone()], "twice"),
-            (
-                vec![d("_consort_e0", ScalarExpr::column("nope"))],
-                "unknown column",
-            ),
-            // A derived column reads only the table's own columns.
-            (
-                vec![
-                    ok.clone(),
-                    d("_consort_e1", ScalarExpr::column("_consort_e0")),
-                ],
-                "unknown column",
-            ),
-        ] {
-            let e = extend_schema(&s, &bad).unwrap_err();
-            assert!(e.contains(needle), "{e}");
-        }
-        let many: Vec<Derived> = (0..=MAX_DERIVED)
-            .map(|i| d(&format!("_consort_e{i}"), ScalarExpr::column("a")))
-            .collect();
-        assert!(extend_schema(&s, &many).unwrap_err().contains("at most"));
-        let mut deep = ScalarExpr::column("a");
-        for _ in 0..=MAX_DEPTH {
-            deep = ScalarExpr::Negate(Box::new(deep));
-        }
-        let e = extend_schema(&s, &[d("_consort_e0", deep)]).unwrap_err();
-        assert!(e.contains("deeper"), "{e}");
-    }
-
-    #[test]
-    fn types_follow_the_one_rule() {
-        let s = schema();
-        assert_eq!(
-            arith(ArithOp::Mul, c("a"), c("b")).result_type(&s),
-            Ok(ColumnType::Integer)
-        );
-        assert!(arith(ArithOp::Add, c("a"), c("f")).result_type(&s).is_err());
-        assert!(arith(ArithOp::Rem, c("f"), c("f")).result_type(&s).is_err());
-        assert_eq!(
-            ScalarExpr::Length(c("a")).result_type(&s),
-            Err("LENGTH of a integer value (text only)".into())
-        );
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@
 use consort_crypto::encoding::{Reader, Writer};
 use consort_crypto::DecodeError;
 use consort_model::local_query::{CmpOp, Predicate};
-use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr};
+use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr, TrimSide};
 use consort_model::Value;
 
 pub(crate) use consort_model::canonical::{read_value as get_value, write_value as put_value};
@@ -100,6 +100,11 @@ pub(crate) fn put_predicate(w: &mut Writer, p: &Predicate) {
 /// The order of group keys, ORDER BY and join keys: the model's one order on values
 /// (`consort_model::value::compare_values`), which the stores use too.
 pub(crate) use consort_model::value::{compare_rows as cmp_rows, compare_values as cmp_values};
+
+/// A signed integer as its 64-bit two's complement, big-endian.
+fn put_int(w: &mut Writer, v: i64) {
+    w.u64(u64::from_be_bytes(v.to_be_bytes()));
+}
 
 /// A derived column: its name, then its expression (a tag per node, operands after).
 pub(crate) fn put_derived(w: &mut Writer, d: &Derived) {
@@ -195,6 +200,7 @@ fn put_scalar(w: &mut Writer, e: &ScalarExpr) {
                 DatePart::DayOfWeek => 4,
                 DatePart::DayOfYear => 5,
                 DatePart::Hour => 6,
+                DatePart::Week => 7,
             };
             w.u8(16).u8(code);
             put_scalar(w, expr);
@@ -217,6 +223,67 @@ fn put_scalar(w: &mut Writer, e: &ScalarExpr) {
         ScalarExpr::Length(x) => {
             w.u8(19);
             put_scalar(w, x);
+        }
+        // Tags from 20 on: the second set of functions (earlier encodings are unchanged,
+        // so earlier plans keep their hashes).
+        ScalarExpr::Round { arg, digits } => {
+            w.u8(20);
+            put_int(w, i64::from(*digits));
+            put_scalar(w, arg);
+        }
+        ScalarExpr::Power(x, y) => {
+            w.u8(21);
+            put_scalar(w, x);
+            put_scalar(w, y);
+        }
+        ScalarExpr::Extreme { greatest, args } => {
+            w.u8(22).bool(*greatest).length_prefix(args.len());
+            for a in args {
+                put_scalar(w, a);
+            }
+        }
+        ScalarExpr::CaseMap { upper, arg } => {
+            w.u8(23).bool(*upper);
+            put_scalar(w, arg);
+        }
+        ScalarExpr::Substr { arg, start, len } => {
+            w.u8(24);
+            put_int(w, *start);
+            w.option(len.as_ref(), |w, l| put_int(w, *l));
+            put_scalar(w, arg);
+        }
+        ScalarExpr::Trim { arg, side, ch } => {
+            let code = match side {
+                TrimSide::Both => 0,
+                TrimSide::Leading => 1,
+                TrimSide::Trailing => 2,
+            };
+            w.u8(25).u8(code).string(ch.encode_utf8(&mut [0; 4]));
+            put_scalar(w, arg);
+        }
+        ScalarExpr::Replace { arg, from, to } => {
+            w.u8(26);
+            put_scalar(w, arg);
+            put_scalar(w, from);
+            put_scalar(w, to);
+        }
+        ScalarExpr::DateTrunc { unit, arg } => {
+            w.u8(27).string(unit.name());
+            put_scalar(w, arg);
+        }
+        ScalarExpr::AddInterval { arg, unit, amount } => {
+            w.u8(28).string(unit.name());
+            put_int(w, *amount);
+            put_scalar(w, arg);
+        }
+        ScalarExpr::DateDiff(l, r) => {
+            w.u8(29);
+            put_scalar(w, l);
+            put_scalar(w, r);
+        }
+        ScalarExpr::Cast { arg, to } => {
+            w.u8(30).string(to.as_str());
+            put_scalar(w, arg);
         }
     }
 }

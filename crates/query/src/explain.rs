@@ -76,6 +76,42 @@ fn scalar(e: &ScalarExpr) -> String {
         ScalarExpr::Math { func, arg } => format!("{}({})", func.name(), scalar(arg)),
         ScalarExpr::Sign(x) => format!("SIGN({})", scalar(x)),
         ScalarExpr::Length(x) => format!("LENGTH({})", scalar(x)),
+        ScalarExpr::Round { arg, digits } => format!("ROUND({}, {digits})", scalar(arg)),
+        ScalarExpr::Power(x, y) => format!("POWER({}, {})", scalar(x), scalar(y)),
+        ScalarExpr::Extreme { greatest, args } => {
+            let name = if *greatest { "GREATEST" } else { "LEAST" };
+            format!("{name}{}", list(args, ", "))
+        }
+        ScalarExpr::CaseMap { upper, arg } => {
+            format!(
+                "{}({})",
+                if *upper { "UPPER" } else { "LOWER" },
+                scalar(arg)
+            )
+        }
+        ScalarExpr::Substr { arg, start, len } => match len {
+            Some(l) => format!("SUBSTR({}, {start}, {l})", scalar(arg)),
+            None => format!("SUBSTR({}, {start})", scalar(arg)),
+        },
+        ScalarExpr::Trim { arg, side, ch } => format!(
+            "TRIM({} {} FROM {})",
+            side.name(),
+            value(&Value::Text(ch.to_string().into())),
+            scalar(arg)
+        ),
+        ScalarExpr::Replace { arg, from, to } => {
+            format!("REPLACE({}, {}, {})", scalar(arg), scalar(from), scalar(to))
+        }
+        ScalarExpr::DateTrunc { unit, arg } => {
+            format!("DATE_TRUNC('{}', {})", unit.name(), scalar(arg))
+        }
+        ScalarExpr::AddInterval { arg, unit, amount } => {
+            format!("({} + INTERVAL '{amount}' {})", scalar(arg), unit.name())
+        }
+        ScalarExpr::DateDiff(l, r) => format!("({} - {})", scalar(l), scalar(r)),
+        ScalarExpr::Cast { arg, to } => {
+            format!("CAST({} AS {})", scalar(arg), to.as_str().to_uppercase())
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! Row expressions of the SQL subset (docs/QUERY.md, "Expressions"): arithmetic, `||`,
-//! comparisons and boolean logic, `CASE`, `CAST`, `COALESCE`, `NULLIF`, `ABS` and
-//! `EXTRACT`, turned into `consort_model::scalar::ScalarExpr` with SQL's implicit
-//! conversions made explicit. An expression that stands where a column may stand becomes
-//! a derived column the owner's database computes ([`Ctx::value_column`]); every column
-//! it mentions is used with the permission of the clause it stands in.
+//! Row expressions of the SQL subset (docs/QUERY.md, "Expressions"): literals, columns,
+//! arithmetic, `||`, comparisons and boolean logic, `IN`, `BETWEEN` and `EXTRACT`, turned
+//! into `consort_model::scalar::ScalarExpr` with SQL's implicit conversions made explicit;
+//! `CASE`, `CAST` and the functions are in `parse_funcs`, interval arithmetic in
+//! `parse_dates`. An expression that stands where a column may stand becomes a derived
+//! column the owner's database computes ([`Ctx::value_column`]); every column it mentions
+//! is used with the permission of the clause it stands in.
 
 use consort_ledger::policy::Permission;
 use consort_model::local_query::CmpOp;
@@ -20,13 +21,13 @@ use crate::parse_expr::{cmp_op, expr_kind, literal, number, Ctx};
 
 /// An expression being built: its type is `None` only for a bare `NULL`, which takes
 /// the type its context gives it.
-struct Typed {
-    expr: ScalarExpr,
-    ty: Option<ColumnType>,
+pub(crate) struct Typed {
+    pub(crate) expr: ScalarExpr,
+    pub(crate) ty: Option<ColumnType>,
 }
 
 /// A NULL whose type its context will give (`coerce`).
-fn untyped_null() -> Typed {
+pub(crate) fn untyped_null() -> Typed {
     Typed {
         expr: ScalarExpr::Literal {
             value: Value::Null,
@@ -36,17 +37,17 @@ fn untyped_null() -> Typed {
     }
 }
 
-fn typed(expr: ScalarExpr, ty: ColumnType) -> Typed {
+pub(crate) fn typed(expr: ScalarExpr, ty: ColumnType) -> Typed {
     Typed { expr, ty: Some(ty) }
 }
 
-fn numeric(ty: ColumnType) -> bool {
+pub(crate) fn numeric(ty: ColumnType) -> bool {
     matches!(ty, ColumnType::Integer | ColumnType::Float)
 }
 
 /// `t` as a value of type `want`: a NULL takes the type, an integer becomes a float
 /// where a float is wanted; anything else must already be of that type.
-fn coerce(t: Typed, want: ColumnType, what: &str) -> R<ScalarExpr> {
+pub(crate) fn coerce(t: Typed, want: ColumnType, what: &str) -> R<ScalarExpr> {
     match (t.ty, want) {
         (None, _) => Ok(ScalarExpr::Literal {
             value: Value::Null,
@@ -71,7 +72,7 @@ fn coerce(t: Typed, want: ColumnType, what: &str) -> R<ScalarExpr> {
 
 /// The common type of several values (`CASE` branches, `COALESCE` arguments): all one
 /// type, integers widening to float when floats are present; `None` if all are NULL.
-fn unify(types: &[Option<ColumnType>], what: &str) -> R<Option<ColumnType>> {
+pub(crate) fn unify(types: &[Option<ColumnType>], what: &str) -> R<Option<ColumnType>> {
     let mut common: Option<ColumnType> = None;
     for t in types.iter().flatten() {
         common = Some(match common {
@@ -93,12 +94,13 @@ fn date_part(field: &DateTimeField) -> R<DatePart> {
         DateTimeField::Dow | DateTimeField::DayOfWeek => DatePart::DayOfWeek,
         DateTimeField::Doy | DateTimeField::DayOfYear => DatePart::DayOfYear,
         DateTimeField::Hour => DatePart::Hour,
+        DateTimeField::Week(None) | DateTimeField::IsoWeek => DatePart::Week,
         other => return unsupported(format!("EXTRACT({other})")),
     })
 }
 
 /// The single argument list of a plain function call, or an error naming the function.
-fn plain_args<'e>(f: &'e Function, name: &str) -> R<Vec<&'e Expr>> {
+pub(crate) fn plain_args<'e>(f: &'e Function, name: &str) -> R<Vec<&'e Expr>> {
     if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
         return unsupported(format!("{name} with OVER, FILTER or WITHIN GROUP"));
     }
@@ -132,6 +134,18 @@ pub(crate) fn is_scalar_function(f: &Function) -> bool {
             | "SIGN"
             | "LENGTH"
             | "CHAR_LENGTH"
+            | "ROUND"
+            | "POWER"
+            | "POW"
+            | "GREATEST"
+            | "LEAST"
+            | "LOWER"
+            | "UPPER"
+            | "REPLACE"
+            | "SUBSTR"
+            | "SUBSTRING"
+            | "DATE_TRUNC"
+            | "DATE_DIFF"
     )
 }
 
@@ -212,7 +226,7 @@ impl Ctx<'_> {
     }
 
     /// `e` as a typed row expression (see the module docs).
-    fn scalar(&mut self, e: &Expr, p: Permission) -> R<Typed> {
+    pub(crate) fn scalar(&mut self, e: &Expr, p: Permission) -> R<Typed> {
         if let Some(n) = number(e) {
             return Ok(match n.parse::<i64>() {
                 Ok(i) => typed(
@@ -384,6 +398,34 @@ impl Ctx<'_> {
                 let t = self.scalar(expr, p)?;
                 self.rounding(e, func, t)
             }
+            Expr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => self.substr(
+                e,
+                expr,
+                substring_from.as_deref(),
+                substring_for.as_deref(),
+                p,
+            ),
+            Expr::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => self.trim(
+                e,
+                expr,
+                trim_where.as_ref(),
+                trim_what.as_deref(),
+                trim_characters.as_deref(),
+                p,
+            ),
+            Expr::Interval(_) => Err(QueryError::Invalid(format!(
+                "`{e}` stands alone; write date + INTERVAL '<n>' DAY|WEEK|MONTH|YEAR"
+            ))),
             Expr::Function(f) => unsupported(format!("function {} inside an expression", f.name)),
             other => unsupported(expr_kind(other)),
         }
@@ -411,7 +453,20 @@ impl Ctx<'_> {
             BinaryOperator::Modulo => Some(ArithOp::Rem),
             _ => None,
         };
+        if let (Some(op @ (ArithOp::Add | ArithOp::Sub)), Expr::Interval(i)) = (arith, strip(right))
+        {
+            return self.interval(e, left, op == ArithOp::Sub, i, p);
+        }
         let (l, r) = (self.scalar(left, p)?, self.scalar(right, p)?);
+        if arith == Some(ArithOp::Sub)
+            && l.ty == Some(ColumnType::Date)
+            && r.ty == Some(ColumnType::Date)
+        {
+            return Ok(typed(
+                ScalarExpr::DateDiff(Box::new(l.expr), Box::new(r.expr)),
+                ColumnType::Integer,
+            ));
+        }
         if let Some(op) = arith {
             let ty = match unify(&[l.ty, r.ty], "arithmetic")? {
                 Some(t) if numeric(t) => t,
@@ -471,7 +526,13 @@ impl Ctx<'_> {
 
     /// `l op r` with the operands brought to one type: numbers widen to float, and a
     /// text literal beside a date or timestamp is read as one.
-    fn comparison(&mut self, op: CmpOp, l: &Expr, r: &Expr, p: Permission) -> R<ScalarExpr> {
+    pub(crate) fn comparison(
+        &mut self,
+        op: CmpOp,
+        l: &Expr,
+        r: &Expr,
+        p: Permission,
+    ) -> R<ScalarExpr> {
         let (lt, rt) = (self.scalar(l, p)?, self.scalar(r, p)?);
         let (l_ty, r_ty) = (lt.ty, rt.ty);
         let (lt, rt) = (
@@ -509,226 +570,9 @@ impl Ctx<'_> {
             _ => Ok(t),
         }
     }
-
-    fn case(
-        &mut self,
-        operand: Option<&Expr>,
-        conditions: &[sqlparser::ast::CaseWhen],
-        else_result: Option<&Expr>,
-        p: Permission,
-    ) -> R<Typed> {
-        let mut conds = Vec::with_capacity(conditions.len());
-        let mut values = Vec::with_capacity(conditions.len());
-        for w in conditions {
-            let cond = match operand {
-                // CASE x WHEN v …: x = v.
-                Some(x) => self.comparison(CmpOp::Eq, x, &w.condition, p)?,
-                None => coerce(self.scalar(&w.condition, p)?, ColumnType::Boolean, "WHEN")?,
-            };
-            conds.push(cond);
-            values.push(self.scalar(&w.result, p)?);
-        }
-        let otherwise = else_result.map(|e| self.scalar(e, p)).transpose()?;
-        let mut types: Vec<Option<ColumnType>> = values.iter().map(|v| v.ty).collect();
-        types.extend(otherwise.as_ref().map(|o| o.ty));
-        let ty = unify(&types, "CASE branches")?;
-        let Some(ty) = ty else {
-            return Ok(untyped_null());
-        };
-        let whens = conds
-            .into_iter()
-            .zip(values)
-            .map(|(c, v)| Ok((c, coerce(v, ty, "a CASE branch")?)))
-            .collect::<R<Vec<_>>>()?;
-        let otherwise = otherwise
-            .map(|o| coerce(o, ty, "the CASE ELSE").map(Box::new))
-            .transpose()?;
-        Ok(typed(ScalarExpr::Case { whens, otherwise }, ty))
-    }
-
-    fn cast(&mut self, e: &Expr, x: &Expr, to: &DataType, p: Permission) -> R<Typed> {
-        let want = match to {
-            DataType::Int(_)
-            | DataType::Integer(_)
-            | DataType::BigInt(_)
-            | DataType::SmallInt(_)
-            | DataType::Int64
-            | DataType::Int8(_) => ColumnType::Integer,
-            DataType::Real
-            | DataType::Double(_)
-            | DataType::DoublePrecision
-            | DataType::Float(_)
-            | DataType::Float8
-            | DataType::Float64 => ColumnType::Float,
-            DataType::Text | DataType::Varchar(_) | DataType::String(_) => ColumnType::Text,
-            DataType::Date => ColumnType::Date,
-            DataType::Timestamp(..) | DataType::Datetime(_) => ColumnType::Timestamp,
-            DataType::Boolean | DataType::Bool => ColumnType::Boolean,
-            other => return unsupported(format!("CAST to {other}")),
-        };
-        let t = self.scalar(x, p)?;
-        let expr = match (t.ty, want) {
-            (None, want) => ScalarExpr::Literal {
-                value: Value::Null,
-                ty: want,
-            },
-            (Some(have), want) if have == want => t.expr,
-            (Some(ColumnType::Integer), ColumnType::Float) => coerce(t, want, "CAST")?,
-            (Some(ColumnType::Integer), ColumnType::Text) => {
-                ScalarExpr::IntegerToText(Box::new(t.expr))
-            }
-            // A literal converts at planning time, exactly.
-            (Some(ColumnType::Text), ColumnType::Date | ColumnType::Timestamp)
-                if matches!(t.expr, ScalarExpr::Literal { .. }) =>
-            {
-                ScalarExpr::Literal {
-                    value: literal(x, want, "a CAST")?,
-                    ty: want,
-                }
-            }
-            (Some(have), want) => {
-                return unsupported(format!(
-                    "CAST of a {have} value to {want} in `{e}` (the databases disagree on it)"
-                ))
-            }
-        };
-        Ok(typed(expr, want))
-    }
-
-    fn function(&mut self, e: &Expr, f: &Function, p: Permission) -> R<Typed> {
-        let name = f.name.to_string().to_ascii_uppercase();
-        let args = plain_args(f, &name)?;
-        let arity = |n: usize| -> R<()> {
-            if args.len() == n {
-                Ok(())
-            } else {
-                Err(QueryError::Invalid(format!(
-                    "{name} takes {n} argument(s), got {} in `{e}`",
-                    args.len()
-                )))
-            }
-        };
-        match name.as_str() {
-            "COALESCE" => {
-                if args.is_empty() {
-                    return Err(QueryError::Invalid("COALESCE needs arguments".into()));
-                }
-                let parts = args
-                    .iter()
-                    .map(|a| self.scalar(a, p))
-                    .collect::<R<Vec<_>>>()?;
-                let types: Vec<Option<ColumnType>> = parts.iter().map(|t| t.ty).collect();
-                let Some(ty) = unify(&types, "COALESCE arguments")? else {
-                    return Ok(parts.into_iter().next().unwrap_or_else(untyped_null));
-                };
-                let parts = parts
-                    .into_iter()
-                    .map(|t| coerce(t, ty, "COALESCE"))
-                    .collect::<R<Vec<_>>>()?;
-                Ok(typed(ScalarExpr::Coalesce(parts), ty))
-            }
-            "NULLIF" => {
-                arity(2)?;
-                let (a, b) = (self.scalar(args[0], p)?, self.scalar(args[1], p)?);
-                let ty = unify(&[a.ty, b.ty], "NULLIF arguments")?
-                    .ok_or_else(|| QueryError::Invalid("NULLIF of two NULLs".into()))?;
-                Ok(typed(
-                    ScalarExpr::NullIf(
-                        Box::new(coerce(a, ty, "NULLIF")?),
-                        Box::new(coerce(b, ty, "NULLIF")?),
-                    ),
-                    ty,
-                ))
-            }
-            "ABS" => {
-                arity(1)?;
-                let t = self.scalar(args[0], p)?;
-                match t.ty {
-                    Some(ty) if numeric(ty) => Ok(typed(ScalarExpr::Abs(Box::new(t.expr)), ty)),
-                    None => Ok(t),
-                    Some(ty) => Err(QueryError::Type(format!("ABS of a {ty} value in `{e}`"))),
-                }
-            }
-            "SQRT" | "LN" | "EXP" => {
-                arity(1)?;
-                let func = match name.as_str() {
-                    "SQRT" => MathFunc::Sqrt,
-                    "LN" => MathFunc::Ln,
-                    _ => MathFunc::Exp,
-                };
-                let t = self.scalar(args[0], p)?;
-                match t.ty {
-                    Some(ty) if numeric(ty) => Ok(typed(
-                        ScalarExpr::Math {
-                            func,
-                            arg: Box::new(coerce(t, ColumnType::Float, &name)?),
-                        },
-                        ColumnType::Float,
-                    )),
-                    None => Ok(t),
-                    Some(ty) => Err(QueryError::Type(format!("{name} of a {ty} value in `{e}`"))),
-                }
-            }
-            "FLOOR" | "CEIL" | "CEILING" => {
-                arity(1)?;
-                let func = if name == "FLOOR" {
-                    MathFunc::Floor
-                } else {
-                    MathFunc::Ceil
-                };
-                let t = self.scalar(args[0], p)?;
-                self.rounding(e, func, t)
-            }
-            "SIGN" => {
-                arity(1)?;
-                let t = self.scalar(args[0], p)?;
-                match t.ty {
-                    Some(ty) if numeric(ty) => Ok(typed(
-                        ScalarExpr::Sign(Box::new(t.expr)),
-                        ColumnType::Integer,
-                    )),
-                    None => Ok(t),
-                    Some(ty) => Err(QueryError::Type(format!("SIGN of a {ty} value in `{e}`"))),
-                }
-            }
-            "LENGTH" | "CHAR_LENGTH" => {
-                arity(1)?;
-                let t = self.scalar(args[0], p)?;
-                match t.ty {
-                    Some(ColumnType::Text) => Ok(typed(
-                        ScalarExpr::Length(Box::new(t.expr)),
-                        ColumnType::Integer,
-                    )),
-                    None => Ok(t),
-                    Some(ty) => Err(QueryError::Type(format!(
-                        "LENGTH of a {ty} value in `{e}` (text only)"
-                    ))),
-                }
-            }
-            other => unsupported(format!("function {other}")),
-        }
-    }
-
-    /// `FLOOR`/`CEIL`: an integer is its own floor; a float gives an integral float.
-    fn rounding(&self, e: &Expr, func: MathFunc, t: Typed) -> R<Typed> {
-        match t.ty {
-            Some(ColumnType::Integer) | None => Ok(t),
-            Some(ColumnType::Float) => Ok(typed(
-                ScalarExpr::Math {
-                    func,
-                    arg: Box::new(t.expr),
-                },
-                ColumnType::Float,
-            )),
-            Some(ty) => Err(QueryError::Type(format!(
-                "{} of a {ty} value in `{e}`",
-                func.name()
-            ))),
-        }
-    }
 }
 
-fn strip(e: &Expr) -> &Expr {
+pub(crate) fn strip(e: &Expr) -> &Expr {
     match e {
         Expr::Nested(i) => strip(i),
         e => e,

@@ -24,6 +24,7 @@ pub async fn run_all(store: &dyn DatasetStore) {
     numbering(store, &p).await;
     super::conformance_query::run(store, &p).await;
     super::conformance_expr::run(store, &p).await;
+    super::conformance_funcs::run(store, &p).await;
     atomic_failure(store, &p).await;
     exists(store, &p).await;
     staging(store, &p).await;

@@ -78,13 +78,16 @@ mod postgres;
 mod prefetch;
 mod rules;
 mod scalar_eval;
+mod scalar_funcs;
 mod scalar_sql;
+mod scalar_sql_funcs;
 mod sql;
 mod sqlite;
 mod sqlite_functions;
 mod sqlite_insert;
 mod sqlite_load;
 mod sqlite_text;
+mod sqlite_values;
 mod sqlite_writer;
 
 #[cfg(any(test, feature = "testing"))]
@@ -95,6 +98,8 @@ mod conformance_agg;
 mod conformance_data;
 #[cfg(any(test, feature = "testing"))]
 mod conformance_expr;
+#[cfg(any(test, feature = "testing"))]
+mod conformance_funcs;
 #[cfg(any(test, feature = "testing"))]
 mod conformance_query;
 

@@ -235,9 +235,16 @@ impl Checker<'_> {
                 ScalarExpr::Arith { left, right, .. }
                 | ScalarExpr::Compare { left, right, .. }
                 | ScalarExpr::Concat(left, right)
-                | ScalarExpr::NullIf(left, right) => {
+                | ScalarExpr::NullIf(left, right)
+                | ScalarExpr::Power(left, right)
+                | ScalarExpr::DateDiff(left, right) => {
                     stack.push(left);
                     stack.push(right);
+                }
+                ScalarExpr::Replace { arg, from, to } => {
+                    stack.push(arg);
+                    stack.push(from);
+                    stack.push(to);
                 }
                 ScalarExpr::Negate(e)
                 | ScalarExpr::Abs(e)
@@ -248,10 +255,18 @@ impl Checker<'_> {
                 | ScalarExpr::Extract { expr: e, .. }
                 | ScalarExpr::Math { arg: e, .. }
                 | ScalarExpr::Sign(e)
-                | ScalarExpr::Length(e) => stack.push(e),
-                ScalarExpr::And(parts) | ScalarExpr::Or(parts) | ScalarExpr::Coalesce(parts) => {
-                    stack.extend(parts.iter())
-                }
+                | ScalarExpr::Length(e)
+                | ScalarExpr::Round { arg: e, .. }
+                | ScalarExpr::CaseMap { arg: e, .. }
+                | ScalarExpr::Substr { arg: e, .. }
+                | ScalarExpr::Trim { arg: e, .. }
+                | ScalarExpr::DateTrunc { arg: e, .. }
+                | ScalarExpr::AddInterval { arg: e, .. }
+                | ScalarExpr::Cast { arg: e, .. } => stack.push(e),
+                ScalarExpr::And(parts)
+                | ScalarExpr::Or(parts)
+                | ScalarExpr::Coalesce(parts)
+                | ScalarExpr::Extreme { args: parts, .. } => stack.extend(parts.iter()),
                 ScalarExpr::Case { whens, otherwise } => {
                     for (c, v) in whens {
                         stack.push(c);

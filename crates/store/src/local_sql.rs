@@ -287,7 +287,21 @@ pub(crate) fn prepare_aggregate(
 ) -> Result<(Statement, usize), StoreError> {
     rules::validate_table_name(table)?;
     let q = local_check::check_aggregate(table, schema, query)?;
-    Ok((aggregate(flavor, table, schema, &q), q.group_by.len()))
+    let st = check_size(table, aggregate(flavor, table, schema, &q))?;
+    Ok((st, q.group_by.len()))
+}
+
+/// Refuses a statement whose expressions rendered past `scalar_sql::MAX_SQL` (some
+/// functions repeat an operand in the SQL, so nesting them multiplies its size).
+fn check_size(table: &str, st: Statement) -> Result<Statement, StoreError> {
+    if st.sql.len() > super::scalar_sql::MAX_SQL {
+        return Err(StoreError::InvalidQuery(format!(
+            "table {table}: the expressions are too large once written in this database's SQL \
+             (more than {} bytes); nest fewer functions",
+            super::scalar_sql::MAX_SQL
+        )));
+    }
+    Ok(st)
 }
 
 /// Puts the fetched group rows in the canonical order and checks them.
@@ -311,7 +325,7 @@ pub(crate) fn prepare_select(
 ) -> Result<Statement, StoreError> {
     rules::validate_table_name(table)?;
     let q = local_check::check_select(table, schema, query)?;
-    Ok(select(flavor, table, schema, &q))
+    check_size(table, select(flavor, table, schema, &q))
 }
 
 /// `SELECT groups…, aggregates… FROM table [WHERE …] [GROUP BY groups…]`. When the
@@ -433,5 +447,69 @@ mod tests {
         assert!(s.sql.contains("\"x\"\"; DROP TABLE t; --`'\""), "{}", s.sql);
         let s = select(Flavor::Mysql, "t", &schema, &checked);
         assert!(s.sql.contains("`x\"; DROP TABLE t; --``'`"), "{}", s.sql);
+    }
+    #[test]
+    fn nested_functions_that_repeat_an_operand_are_refused_not_rendered_forever() {
+        use consort_model::scalar::{Derived, ScalarExpr};
+        let schema = Schema {
+            columns: vec![Column {
+                name: "f".into(),
+                ty: ColumnType::Float,
+                nullable: true,
+            }],
+        };
+        let mut e = ScalarExpr::column("f");
+        for _ in 0..60 {
+            e = ScalarExpr::Round {
+                arg: Box::new(e),
+                digits: 1,
+            };
+        }
+        let q = LocalSelect {
+            derived: vec![Derived {
+                name: "_consort_e0".into(),
+                expr: e,
+            }],
+            columns: vec!["_consort_e0".into()],
+            filter: None,
+            mask: None,
+        };
+        for flavor in [Flavor::Postgres, Flavor::Mysql] {
+            let err = prepare_select(flavor, "t", &schema, &q).unwrap_err();
+            assert!(err.to_string().contains("too large"), "{err}");
+        }
+        // SQLite calls consort's function once per level.
+        let st = prepare_select(Flavor::Sqlite, "t", &schema, &q).expect("small");
+        assert!(st.sql.len() < 4096, "{}", st.sql);
+    }
+
+    #[test]
+    fn function_constants_are_bound_or_integers() {
+        use consort_model::scalar::{Derived, ScalarExpr, TrimSide};
+        let schema = Schema {
+            columns: vec![Column {
+                name: "t".into(),
+                ty: ColumnType::Text,
+                nullable: true,
+            }],
+        };
+        let q = LocalSelect {
+            derived: vec![Derived {
+                name: "_consort_e0".into(),
+                expr: ScalarExpr::Trim {
+                    arg: Box::new(ScalarExpr::column("t")),
+                    side: TrimSide::Both,
+                    ch: '\'',
+                },
+            }],
+            columns: vec!["_consort_e0".into()],
+            filter: None,
+            mask: None,
+        };
+        for flavor in [Flavor::Sqlite, Flavor::Postgres, Flavor::Mysql] {
+            let st = prepare_select(flavor, "t", &schema, &q).expect("valid");
+            assert_eq!(st.params, vec![Value::Text("'".into())]);
+            assert!(!st.sql.contains("'''"), "{}", st.sql);
+        }
     }
 }

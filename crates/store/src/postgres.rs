@@ -59,11 +59,22 @@ pub struct PgStore {
 /// the other backends give NULL (`sqrt` of a negative number, `ln` of zero or less). They
 /// live in the session's own `pg_temp` schema: created on every new connection, gone with
 /// it, nothing left in the member's database.
-const SESSION_FUNCTIONS: [&str; 2] = [
+const SESSION_FUNCTIONS: [&str; 3] = [
     "CREATE FUNCTION pg_temp.consort_sqrt(x double precision) RETURNS double precision \
         LANGUAGE sql IMMUTABLE AS 'SELECT CASE WHEN x < 0 THEN NULL ELSE sqrt(x) END'",
     "CREATE FUNCTION pg_temp.consort_ln(x double precision) RETURNS double precision \
         LANGUAGE sql IMMUTABLE AS 'SELECT CASE WHEN x <= 0 THEN NULL ELSE ln(x) END'",
+    // POWER: NULL out of the domain; a result too small for a float is 0 (PostgreSQL
+    // raises "underflow" where MySQL and the reference give 0); overflow stays an error.
+    "CREATE FUNCTION pg_temp.consort_power(x double precision, y double precision) \
+        RETURNS double precision LANGUAGE plpgsql IMMUTABLE STRICT AS $$ \
+        BEGIN \
+          IF (x = 0 AND y < 0) OR (x < 0 AND y <> floor(y)) THEN RETURN NULL; END IF; \
+          RETURN power(x, y); \
+        EXCEPTION WHEN numeric_value_out_of_range THEN \
+          IF (abs(x) < 1) = (y > 0) THEN RETURN 0; END IF; \
+          RAISE; \
+        END $$",
 ];
 
 impl PgStore {

@@ -10,6 +10,7 @@ use consort_model::local_query::CmpOp;
 use consort_model::scalar::{ArithOp, DatePart, Derived, MathFunc, ScalarExpr};
 use consort_model::value::{compare_values, Row, Schema, Value};
 
+use super::scalar_funcs as funcs;
 use super::StoreError;
 
 /// The row with every derived column appended, in order.
@@ -163,6 +164,24 @@ pub(crate) fn eval(e: &ScalarExpr, schema: &Schema, row: &[Value]) -> Eval {
             }
             v => return Err(format!("EXTRACT from {v:?}")),
         },
+        ScalarExpr::Round { arg, digits } => funcs::round(&sub(arg)?, *digits)?,
+        ScalarExpr::Power(x, y) => funcs::power(&sub(x)?, &sub(y)?)?,
+        ScalarExpr::Extreme { greatest, args } => {
+            let values = args.iter().map(sub).collect::<Result<Vec<_>, _>>()?;
+            funcs::extreme(*greatest, &values)?
+        }
+        ScalarExpr::CaseMap { upper, arg } => funcs::case_map(*upper, &sub(arg)?)?,
+        ScalarExpr::Substr { arg, start, len } => funcs::substr(&sub(arg)?, *start, *len)?,
+        ScalarExpr::Trim { arg, side, ch } => funcs::trim(&sub(arg)?, *side, *ch)?,
+        ScalarExpr::Replace { arg, from, to } => {
+            funcs::replace(&sub(arg)?, &sub(from)?, &sub(to)?)?
+        }
+        ScalarExpr::DateTrunc { unit, arg } => funcs::date_trunc(*unit, &sub(arg)?)?,
+        ScalarExpr::AddInterval { arg, unit, amount } => {
+            funcs::interval(&sub(arg)?, *unit, *amount)?
+        }
+        ScalarExpr::DateDiff(l, r) => funcs::date_diff(&sub(l)?, &sub(r)?)?,
+        ScalarExpr::Cast { arg, to } => funcs::cast(&sub(arg)?, *to)?,
     })
 }
 
@@ -192,6 +211,7 @@ fn date_part(part: DatePart, d: chrono::NaiveDate, hour: i64) -> Result<i64, Str
         DatePart::DayOfWeek => i64::from(d.weekday().num_days_from_sunday()),
         DatePart::DayOfYear => i64::from(d.ordinal()),
         DatePart::Hour => hour,
+        DatePart::Week => funcs::iso_week(d),
     })
 }
 

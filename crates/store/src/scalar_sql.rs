@@ -25,13 +25,16 @@ use consort_model::value::{ColumnType, Schema, Value};
 
 use super::local_sql::{Flavor, Renderer};
 
+/// The longest SQL text a query's expressions may render to.
+pub(crate) const MAX_SQL: usize = 1 << 20;
+
 impl Renderer {
-    fn ty(e: &ScalarExpr, schema: &Schema) -> ColumnType {
+    pub(crate) fn ty(e: &ScalarExpr, schema: &Schema) -> ColumnType {
         // Checked before rendering (`extend_schema`); text is the harmless fallback.
         e.result_type(schema).unwrap_or(ColumnType::Text)
     }
 
-    fn typed_null(&mut self, ty: ColumnType) {
+    pub(crate) fn typed_null(&mut self, ty: ColumnType) {
         let sql = match (self.flavor, ty) {
             (Flavor::Postgres, ColumnType::Integer) => "CAST(NULL AS BIGINT)",
             (Flavor::Postgres, ColumnType::Float) => "CAST(NULL AS DOUBLE PRECISION)",
@@ -45,7 +48,7 @@ impl Renderer {
     }
 
     /// An operand of a comparison: text in code-point order.
-    fn ordered_operand(&mut self, e: &ScalarExpr, schema: &Schema) {
+    pub(crate) fn ordered_operand(&mut self, e: &ScalarExpr, schema: &Schema) {
         let text = Self::ty(e, schema) == ColumnType::Text;
         match (self.flavor, text) {
             (Flavor::Mysql, true) => {
@@ -70,7 +73,7 @@ impl Renderer {
         self.sql.push(')');
     }
 
-    fn call(&mut self, name: &str, args: &[&ScalarExpr], schema: &Schema) {
+    pub(crate) fn call(&mut self, name: &str, args: &[&ScalarExpr], schema: &Schema) {
         let _ = write!(self.sql, "{name}(");
         for (i, a) in args.iter().enumerate() {
             if i > 0 {
@@ -81,7 +84,7 @@ impl Renderer {
         self.sql.push(')');
     }
 
-    fn infix(&mut self, l: &ScalarExpr, op: &str, r: &ScalarExpr, schema: &Schema) {
+    pub(crate) fn infix(&mut self, l: &ScalarExpr, op: &str, r: &ScalarExpr, schema: &Schema) {
         self.sql.push('(');
         self.scalar(l, schema);
         let _ = write!(self.sql, " {op} ");
@@ -129,6 +132,7 @@ impl Renderer {
                     DatePart::DayOfWeek => "%w",
                     DatePart::DayOfYear => "%j",
                     DatePart::Hour => "%H",
+                    DatePart::Week => "",
                 };
                 // SQLite's date functions round fractional seconds to milliseconds, so
                 // 23:59:59.9999 would fall on the next day: timestamps are read from
@@ -137,6 +141,19 @@ impl Renderer {
                     self.sql.push_str("CAST(substr(");
                     self.scalar(e, schema);
                     self.sql.push_str(", 12, 2) AS INTEGER)");
+                    return;
+                }
+                if part == DatePart::Week {
+                    // SQLite's strftime has no ISO week: consort's function computes it.
+                    self.sql.push_str("consort_iso_week(");
+                    if timestamp {
+                        self.sql.push_str("substr(");
+                        self.scalar(e, schema);
+                        self.sql.push_str(", 1, 10)");
+                    } else {
+                        self.scalar(e, schema);
+                    }
+                    self.sql.push(')');
                     return;
                 }
                 if part == DatePart::Quarter {
@@ -174,9 +191,14 @@ impl Renderer {
                     DatePart::DayOfWeek => "DAYOFWEEK",
                     DatePart::DayOfYear => "DAYOFYEAR",
                     DatePart::Hour => "HOUR",
+                    DatePart::Week => "WEEK",
                 };
                 let _ = write!(self.sql, "CAST({f}(");
                 self.scalar(e, schema);
+                if part == DatePart::Week {
+                    // Mode 3: ISO 8601 weeks.
+                    self.sql.push_str(", 3");
+                }
                 self.sql.push(')');
                 if part == DatePart::DayOfWeek {
                     self.sql.push_str(" - 1");
@@ -186,8 +208,13 @@ impl Renderer {
         }
     }
 
-    /// Appends `e` as SQL of this backend; literals become bound parameters.
+    /// Appends `e` as SQL of this backend; literals become bound parameters. Some
+    /// functions render an operand several times: past [`MAX_SQL`] bytes nothing more is
+    /// appended, and the statement is refused (`local_sql::check_size`).
     pub(crate) fn scalar(&mut self, e: &ScalarExpr, schema: &Schema) {
+        if self.sql.len() > MAX_SQL {
+            return;
+        }
         match e {
             ScalarExpr::Column(name) => {
                 let q = self.q(name);
@@ -339,6 +366,17 @@ impl Renderer {
                     self.sql.push_str(") AS SIGNED)");
                 }
             },
+            ScalarExpr::Round { .. }
+            | ScalarExpr::Power(..)
+            | ScalarExpr::Extreme { .. }
+            | ScalarExpr::CaseMap { .. }
+            | ScalarExpr::Substr { .. }
+            | ScalarExpr::Trim { .. }
+            | ScalarExpr::Replace { .. }
+            | ScalarExpr::DateTrunc { .. }
+            | ScalarExpr::AddInterval { .. }
+            | ScalarExpr::DateDiff(..)
+            | ScalarExpr::Cast { .. } => self.function(e, schema),
         }
     }
 }

@@ -38,7 +38,7 @@ const FLOAT_FUNCTIONS: [(&CStr, MathFunc); 5] = [
 type Callback =
     unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
 
-fn create(
+pub(crate) fn create(
     db: NonNull<ffi::sqlite3>,
     name: &CStr,
     args: c_int,
@@ -80,7 +80,7 @@ pub(crate) fn register(db: NonNull<ffi::sqlite3>) -> Result<(), String> {
     for (index, (name, args, _)) in FUNCTIONS.iter().enumerate() {
         create(db, name, *args, index, call)?;
     }
-    Ok(())
+    super::sqlite_values::register(db)
 }
 
 /// The one entry point of the checked integer functions; the user data says which.
