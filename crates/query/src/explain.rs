@@ -6,7 +6,7 @@ use consort_model::local_query::{LocalAggregate, Predicate};
 use consort_model::scalar::ScalarExpr;
 use consort_model::Value;
 
-use crate::plan::{LocalWork, Plan};
+use crate::plan::{AggExpr, LocalWork, Plan};
 
 /// The query inside `EXPLAIN <query>`, if `sql` is one.
 pub fn explain_target(sql: &str) -> Option<&str> {
@@ -172,6 +172,29 @@ fn partial(a: &LocalAggregate) -> String {
     }
 }
 
+/// Arithmetic over aggregates in SQL-like text.
+fn agg_expr(e: &AggExpr, plan: &Plan) -> String {
+    match e {
+        AggExpr::Agg(i) => match plan.aggregates.get(*i) {
+            Some(a) => match &a.column {
+                Some(c) => format!("{}({c})", a.func.sql_name()),
+                None => format!("{}(*)", a.func.sql_name()),
+            },
+            None => "?".into(),
+        },
+        AggExpr::Integer(v) => v.to_string(),
+        AggExpr::Float(v) => format!("{v:?}"),
+        AggExpr::Arith { op, left, right } => format!(
+            "({} {} {})",
+            agg_expr(left, plan),
+            op.symbol(),
+            agg_expr(right, plan)
+        ),
+        AggExpr::Negate(x) => format!("-{}", agg_expr(x, plan)),
+        AggExpr::ToFloat(x) => format!("CAST({} AS DOUBLE)", agg_expr(x, plan)),
+    }
+}
+
 /// The lines `EXPLAIN` prints for `plan`.
 pub fn explain(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
@@ -203,6 +226,13 @@ pub fn explain(plan: &Plan) -> Vec<String> {
                 "  secret-shares them to the compute nodes (and reveals its group keys to them)"
                     .into(),
             );
+            for l in plan.value_lists() {
+                out.push(format!(
+                    "  secret-shares every {}non-NULL {} value with a secret group label                      (the compute nodes learn how many it sends)",
+                    if l.distinct { "distinct " } else { "" },
+                    l.column
+                ));
+            }
             out.push("the three compute nodes, in MPC:".into());
             out.push(
                 "  add the owners' partials per group; suppress groups below the minimum group size"
@@ -217,6 +247,18 @@ pub fn explain(plan: &Plan) -> Vec<String> {
                 })
                 .collect();
             out.push(format!("  compute {}", aggs.join(", ")));
+            if !plan.value_lists().is_empty() {
+                out.push(
+                    "  sort each group's shared values (shuffle, reveal group sizes, sort) for                      DISTINCT and percentiles"
+                        .into(),
+                );
+            }
+            for e in &plan.computed {
+                out.push(format!(
+                    "  evaluate {} on the shared aggregates (only the result is revealed)",
+                    agg_expr(e, plan)
+                ));
+            }
             if plan.having.is_some() {
                 out.push("  apply HAVING".into());
             }

@@ -102,6 +102,8 @@ mod conformance_expr;
 mod conformance_funcs;
 #[cfg(any(test, feature = "testing"))]
 mod conformance_query;
+#[cfg(any(test, feature = "testing"))]
+pub mod reference;
 
 use std::sync::Arc;
 

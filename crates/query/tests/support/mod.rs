@@ -403,116 +403,13 @@ pub fn store_eval(plan: &Plan, rows: &[Row]) -> Vec<Row> {
     })
 }
 
-/// PostgreSQL's ordered-set and sample aggregates for the SQLite reference, which has
-/// none of them: `median(x)`, `pct_cont(p, x)`, `pct_disc(p, x)`, `var_samp(x)` and
-/// `stddev_samp(x)`. NULL inputs are skipped; no value gives NULL.
+/// PostgreSQL's ordered-set and sample aggregates for the SQLite reference
+/// (`consort_store::reference`).
 pub fn register_reference_aggregates(db: &rusqlite::Connection) {
-    use rusqlite::functions::{Aggregate, Context, FunctionFlags};
-    use rusqlite::types::Value as S;
-
-    fn num(v: &S) -> Option<f64> {
-        match v {
-            S::Integer(i) => Some(*i as f64),
-            S::Real(f) => Some(*f),
-            _ => None,
-        }
-    }
-
-    #[derive(Clone, Copy)]
-    enum Kind {
-        Median,
-        Cont,
-        Disc,
-        VarSamp,
-        StddevSamp,
-    }
-    struct Agg(Kind);
-    impl Aggregate<(f64, Vec<S>), S> for Agg {
-        fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<(f64, Vec<S>)> {
-            Ok((0.5, Vec::new()))
-        }
-        fn step(&self, ctx: &mut Context<'_>, acc: &mut (f64, Vec<S>)) -> rusqlite::Result<()> {
-            let at = if matches!(self.0, Kind::Cont | Kind::Disc) {
-                acc.0 = ctx.get::<f64>(0)?;
-                1
-            } else {
-                0
-            };
-            let v: S = ctx.get(at)?;
-            if v != S::Null {
-                acc.1.push(v);
-            }
-            Ok(())
-        }
-        fn finalize(&self, _: &mut Context<'_>, acc: Option<(f64, Vec<S>)>) -> rusqlite::Result<S> {
-            let (p, mut vs) = acc.unwrap_or((0.5, Vec::new()));
-            vs.sort_by(|a, b| num(a).partial_cmp(&num(b)).unwrap());
-            let n = vs.len();
-            let xs: Vec<f64> = vs.iter().filter_map(num).collect();
-            Ok(match self.0 {
-                _ if n == 0 => S::Null,
-                Kind::Median | Kind::Cont => {
-                    let p = if matches!(self.0, Kind::Median) {
-                        0.5
-                    } else {
-                        p
-                    };
-                    let r = p * (n - 1) as f64;
-                    let lo = r.floor() as usize;
-                    let hi = (lo + 1).min(n - 1);
-                    S::Real(xs[lo] + (r - lo as f64) * (xs[hi] - xs[lo]))
-                }
-                Kind::Disc => {
-                    let k = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
-                    vs[k].clone()
-                }
-                Kind::VarSamp | Kind::StddevSamp if n < 2 => S::Null,
-                Kind::VarSamp | Kind::StddevSamp => {
-                    let mean = xs.iter().sum::<f64>() / n as f64;
-                    let var =
-                        xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
-                    S::Real(if matches!(self.0, Kind::VarSamp) {
-                        var
-                    } else {
-                        var.sqrt()
-                    })
-                }
-            })
-        }
-    }
-    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    for (name, args, kind) in [
-        ("median", 1, Kind::Median),
-        ("pct_cont", 2, Kind::Cont),
-        ("pct_disc", 2, Kind::Disc),
-        ("var_samp", 1, Kind::VarSamp),
-        ("stddev_samp", 1, Kind::StddevSamp),
-    ] {
-        db.create_aggregate_function(name, args, flags, Agg(kind))
-            .unwrap();
-    }
+    consort_store::reference::register_aggregates(db).unwrap();
 }
 
-/// Rewrites `PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY x)` (and `_DISC`) into the
-/// reference's `pct_cont(p, x)` (`pct_disc`); `x` holds no parenthesis.
+/// `PERCENTILE_x(p) WITHIN GROUP (ORDER BY x)` in the reference's spelling.
 pub fn reference_percentiles(sql: &str) -> String {
-    let mut out = sql.to_string();
-    for (from, to) in [
-        ("PERCENTILE_CONT(", "pct_cont("),
-        ("PERCENTILE_DISC(", "pct_disc("),
-    ] {
-        while let Some(start) = out.find(from) {
-            let rest = &out[start + from.len()..];
-            let p_end = rest.find(')').unwrap();
-            let p = rest[..p_end].to_string();
-            let marker = " WITHIN GROUP (ORDER BY ";
-            let after = &rest[p_end + 1..];
-            assert!(after.starts_with(marker), "{sql}");
-            let x_end = after[marker.len()..].find(')').unwrap();
-            let x = after[marker.len()..marker.len() + x_end].to_string();
-            let tail = after[marker.len() + x_end + 1..].to_string();
-            out = format!("{}{to}{p}, {x}){tail}", &out[..start]);
-        }
-    }
-    out
+    consort_store::reference::percentiles(sql)
 }
