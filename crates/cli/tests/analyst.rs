@@ -47,7 +47,7 @@ fn write_stays(path: &Path, member: usize, rows: usize) -> PathBuf {
             String::new()
         } else {
             // Mostly charges, a few refunds; cents, so sums are exact in both.
-            format!("{:.2}", rng.gen_range(-200_00..9_000_00) as f64 / 100.0)
+            format!("{:.2}", rng.gen_range(-20_000..900_000) as f64 / 100.0)
         };
         let admitted = if i == 5 {
             "2024-02-29".to_string()
