@@ -79,7 +79,7 @@ impl Session {
         }
         let (mode, cols) = self.sort_columns(keys, payloads, opts)?;
         let sh = self.shuffle(&cols)?;
-        let (perm, stats) = self.quicksort(&mode, &sh, vec![(0, n)])?;
+        let (perm, stats) = self.quicksort(&mode, &sh, vec![(0, n)], None)?;
         let mut perm = perm;
         if opts.descending {
             perm.reverse();
@@ -144,6 +144,35 @@ impl Session {
         payloads: &[ArithShares],
         opts: SortOptions,
     ) -> Result<GroupedSort> {
+        self.grouped(labels, keys, payloads, opts, None)
+    }
+
+    /// As [`Session::sort_grouped`], but only the rows at the ranks `ranks(run length)`
+    /// of each label's run are guaranteed in place (ascending): quickselect, which only
+    /// goes on partitioning the parts that hold a wanted rank (about 3n comparisons for
+    /// a median instead of 2n ln n). Its comparisons are a subset of the sort's, so it
+    /// leaks no more.
+    pub fn select_grouped(
+        &mut self,
+        labels: &ArithShares,
+        keys: &ArithShares,
+        opts: SortOptions,
+        ranks: &dyn Fn(usize) -> Vec<usize>,
+    ) -> Result<GroupedSort> {
+        if opts.descending {
+            return Err(MpcError::arg("select_grouped: ascending only"));
+        }
+        self.grouped(labels, keys, &[], opts, Some(ranks))
+    }
+
+    fn grouped(
+        &mut self,
+        labels: &ArithShares,
+        keys: &ArithShares,
+        payloads: &[ArithShares],
+        opts: SortOptions,
+        ranks: Option<&dyn Fn(usize) -> Vec<usize>>,
+    ) -> Result<GroupedSort> {
         let n = keys.len();
         if labels.len() != n {
             return Err(MpcError::arg(format!(
@@ -191,7 +220,21 @@ impl Session {
                 lo = i;
             }
         }
-        let (mut perm, stats) = self.quicksort(&mode, &sh, segs.clone())?;
+        let targets: Option<Vec<usize>> = ranks.map(|ranks| {
+            let mut t: Vec<usize> = segs
+                .iter()
+                .flat_map(|&(lo, hi)| {
+                    ranks(hi - lo)
+                        .into_iter()
+                        .filter(move |&r| r < hi - lo)
+                        .map(move |r| lo + r)
+                })
+                .collect();
+            t.sort_unstable();
+            t.dedup();
+            t
+        });
+        let (mut perm, stats) = self.quicksort(&mode, &sh, segs.clone(), targets.as_deref())?;
         if opts.descending {
             for &(lo, hi) in &segs {
                 perm[lo..hi].reverse();
@@ -214,14 +257,24 @@ impl Session {
 
     /// Quicksorts each segment of the shuffled columns `sh` (rows in uniformly random order
     /// within every segment); returns the sorting permutation of shuffled row indices.
+    /// With `targets` (sorted final positions), a part that holds none of them is left
+    /// unsorted.
     fn quicksort(
         &mut self,
         mode: &Mode,
         sh: &[ArithShares],
         mut segs: Vec<(usize, usize)>,
+        targets: Option<&[usize]>,
     ) -> Result<(Vec<usize>, SortStats)> {
         let n = sh.first().map(|c| c.len()).unwrap_or(0);
-        segs.retain(|&(lo, hi)| hi - lo >= 2);
+        let wanted = |lo: usize, hi: usize| {
+            hi - lo >= 2
+                && targets.is_none_or(|t| {
+                    let i = t.partition_point(|&x| x < lo);
+                    t.get(i).is_some_and(|&x| x < hi)
+                })
+        };
+        segs.retain(|&(lo, hi)| wanted(lo, hi));
         let mut perm: Vec<usize> = (0..n).collect();
         let mut stats = SortStats::default();
         let mut scratch = vec![0usize; n];
@@ -257,10 +310,10 @@ impl Session {
                 scratch[r..hi].reverse();
                 scratch[l] = pivot;
                 perm[lo..hi].copy_from_slice(&scratch[lo..hi]);
-                if l - lo >= 2 {
+                if wanted(lo, l) {
                     next.push((lo, l));
                 }
-                if hi - (l + 1) >= 2 {
+                if wanted(l + 1, hi) {
                     next.push((l + 1, hi));
                 }
             }

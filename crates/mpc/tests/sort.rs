@@ -211,3 +211,64 @@ proptest! {
         grouped_check(&labels, &keys, MODES[m]);
     }
 }
+
+/// Quickselect within groups: the wanted ranks of every run hold the sorted values.
+#[test]
+fn select_grouped_places_the_wanted_ranks() {
+    let mut rng = 7u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let labels: Vec<u64> = (0..400).map(|_| next() % 3).collect();
+    let keys: Vec<i64> = (0..400).map(|_| (next() % 50) as i64 - 25).collect();
+    let ranks = |n: usize| vec![0, n / 2, n.saturating_sub(1), n + 5];
+    let opts = SortOptions {
+        key_bits: Some(40),
+        descending: false,
+    };
+    let (got_labels, got_keys, stats) = run(|s| {
+        let l = share_from(s, 2, &labels)?;
+        let k = share_i64(s, &keys)?;
+        let g = s.select_grouped(&l, &k, opts, &ranks)?;
+        Ok((g.labels, open_i64(s, &g.keys)?, g.stats))
+    });
+    let full = run(|s| {
+        let l = share_from(s, 2, &labels)?;
+        let k = share_i64(s, &keys)?;
+        Ok(s.sort_grouped(&l, &k, &[], opts)?.stats)
+    });
+    assert!(
+        stats.comparisons < full.comparisons,
+        "{stats:?} vs {full:?}"
+    );
+    let mut lo = 0;
+    while lo < got_labels.len() {
+        let label = got_labels[lo];
+        let hi = lo + got_labels[lo..].iter().take_while(|&&l| l == label).count();
+        let mut want: Vec<i64> = (0..keys.len())
+            .filter(|&i| labels[i] == label)
+            .map(|i| keys[i])
+            .collect();
+        want.sort();
+        for r in ranks(hi - lo).into_iter().filter(|&r| r < hi - lo) {
+            assert_eq!(got_keys[lo + r], want[r], "label {label} rank {r}");
+        }
+        lo = hi;
+    }
+    let rs = consort_mpc::sim::run3(TIMEOUT, 1, |s| {
+        let k = share_i64(s, &[1, 2])?;
+        let l = share_i64(s, &[0, 0])?;
+        let desc = SortOptions {
+            key_bits: None,
+            descending: true,
+        };
+        s.select_grouped(&l, &k, desc, &|_| vec![0]).map(|_| ())
+    });
+    assert!(
+        rs.iter().all(|r| r.is_err()),
+        "descending selection is refused"
+    );
+}

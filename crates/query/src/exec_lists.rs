@@ -225,7 +225,33 @@ pub(crate) fn list_aggregates(
             key_bits: (!wide).then_some(NARROW_BITS),
             descending: false,
         };
-        let sorted = sess.sort_grouped(&labels, &values, &[], opts)?;
+        // DISTINCT needs every run in order; percentiles only the values at their ranks.
+        let sorted = if list.distinct {
+            sess.sort_grouped(&labels, &values, &[], opts)?
+        } else {
+            let wanted: Vec<(bool, f64)> = cx
+                .plan
+                .aggregates
+                .iter()
+                .filter(|a| a.value_list().as_ref() == Some(list))
+                .map(|a| {
+                    (
+                        a.func == AggFunc::PercentileCont,
+                        a.fraction.map(|f| f.get()).unwrap_or(0.5),
+                    )
+                })
+                .collect();
+            let ranks = move |n: usize| -> Vec<usize> {
+                wanted
+                    .iter()
+                    .flat_map(|&(cont, p)| {
+                        let (lo, hi, _) = rank_of(p, n, cont);
+                        [lo, hi]
+                    })
+                    .collect()
+            };
+            sess.select_grouped(&labels, &values, opts, &ranks)?
+        };
         // Runs of equal labels, as union group indices.
         let mut runs: Vec<(usize, usize, usize)> = Vec::new();
         let mut lo = 0;
@@ -321,6 +347,25 @@ fn distinct(
     Ok(out)
 }
 
+/// The ranks (0-based, in a run of `n` ≥ 1 sorted values) a percentile reads, and for
+/// PERCENTILE_CONT the weight of the upper one in fixed point. PostgreSQL's rules: CONT
+/// interpolates at r = p·(n − 1) between ⌊r⌋ and ⌈r⌉; DISC takes the first value whose
+/// cumulative share reaches p.
+fn rank_of(p: f64, n: usize, cont: bool) -> (usize, usize, u64) {
+    let one = 1u64 << FRAC_BITS;
+    let n = n.max(1);
+    if cont {
+        let r = p * (n - 1) as f64;
+        let below = (r.floor() as usize).min(n - 1);
+        let above = (below + 1).min(n - 1);
+        let c = (((r - below as f64) * one as f64).round() as u64).min(one);
+        (below, above, c)
+    } else {
+        let k = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
+        (k, k, 0)
+    }
+}
+
 /// Per group: PERCENTILE_CONT (fixed point) or PERCENTILE_DISC (the value's own
 /// encoding) of fraction `p`.
 fn percentile(
@@ -340,20 +385,12 @@ fn percentile(
         if n == 0 {
             continue;
         }
+        let (below, above, c) = rank_of(p, n, cont);
+        lo_idx.push(lo + below);
         if cont {
-            // PostgreSQL: rank r = p·(n − 1), interpolated between ⌊r⌋ and ⌈r⌉.
-            let r = p * (n - 1) as f64;
-            let below = (r.floor() as usize).min(n - 1);
-            let above = (below + 1).min(n - 1);
-            let c = (((r - below as f64) * one as f64).round() as u64).min(one);
-            lo_idx.push(lo + below);
             hi_idx.push(lo + above);
             w_lo.push(one - c);
             w_hi.push(c);
-        } else {
-            // The first value whose cumulative share reaches p.
-            let k = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
-            lo_idx.push(lo + k);
         }
         slot.push(u);
     }
