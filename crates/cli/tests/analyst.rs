@@ -130,7 +130,7 @@ async fn analyst_queries_over_three_hospitals_match_sqlite() {
             "*",
             "--columns",
             "patient:aggregate,ward:group+filter,age:aggregate+filter,los:aggregate+filter,\
-             readmitted:aggregate+filter,cost:aggregate+filter,admitted:group+filter",
+             readmitted:aggregate+filter,cost:aggregate+filter,admitted:group+filter+aggregate",
             "--json",
         ]);
         assert_eq!(code, 0, "grant failed: {err}");
@@ -195,6 +195,11 @@ async fn analyst_queries_over_three_hospitals_match_sqlite() {
             "SELECT ward, SUM(cost) / SUM(los) AS cost_per_day FROM stays WHERE ward IN ('cardio', 'onco') GROUP BY ward ORDER BY ward",
             "SELECT ward, SUM(cost) / SUM(los) FROM stays WHERE ward IN ('cardio', 'onco') GROUP BY ward ORDER BY ward".into(),
             0,
+        ),
+        (
+            "SELECT ward, MIN(admitted) AS first_stay, MAX(admitted) AS last_stay FROM stays GROUP BY ward ORDER BY ward",
+            format!("SELECT ward, MIN(admitted), MAX(admitted) FROM stays GROUP BY ward {k} ORDER BY ward"),
+            1,
         ),
     ];
     for (sql, reference_sql, suppressed) in &cases {

@@ -255,6 +255,15 @@ pub(crate) fn decode_value(a: &AggSpec, v: u64, null: bool) -> Value {
             _ => Value::Float(fixed),
         },
         AggFunc::PercentileCont => Value::Float(fixed),
+        // Dates and timestamps come from value lists: days and µs since the epoch.
+        AggFunc::Min | AggFunc::Max if a.column_type == ColumnType::Date => {
+            chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|e| e.checked_add_signed(chrono::Duration::days(v as i64)))
+                .map_or(Value::Null, Value::Date)
+        }
+        AggFunc::Min | AggFunc::Max if a.column_type == ColumnType::Timestamp => {
+            chrono::DateTime::from_timestamp_micros(v as i64).map_or(Value::Null, Value::Timestamp)
+        }
         AggFunc::Sum | AggFunc::Min | AggFunc::Max => match a.column_type {
             // Integer inputs were scaled by 2^f exactly, so the shift is exact.
             ColumnType::Integer => Value::Integer((v as i64) >> FRAC_BITS),

@@ -234,12 +234,7 @@ pub(crate) fn list_aggregates(
                 .aggregates
                 .iter()
                 .filter(|a| a.value_list().as_ref() == Some(list))
-                .map(|a| {
-                    (
-                        a.func == AggFunc::PercentileCont,
-                        a.fraction.map(|f| f.get()).unwrap_or(0.5),
-                    )
-                })
+                .map(|a| (a.func == AggFunc::PercentileCont, fraction_of(a)))
                 .collect();
             let ranks = move |n: usize| -> Vec<usize> {
                 wanted
@@ -284,8 +279,8 @@ pub(crate) fn list_aggregates(
                     }
                     distinct(sess, &sorted.keys, &runs, union.len(), sum)?
                 }
-                AggFunc::PercentileCont | AggFunc::PercentileDisc => {
-                    let p = a.fraction.map(|f| f.get()).unwrap_or(0.5);
+                AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Min | AggFunc::Max => {
+                    let p = fraction_of(a);
                     let cont = a.func == AggFunc::PercentileCont;
                     if cont && wide {
                         return Err(QueryError::Range(format!(
@@ -345,6 +340,15 @@ fn distinct(
         out.b[u] = s.b[0];
     }
     Ok(out)
+}
+
+/// The fraction a list aggregate reads: p of a percentile, 0 for MIN, 1 for MAX.
+fn fraction_of(a: &crate::plan::AggSpec) -> f64 {
+    match a.func {
+        AggFunc::Min => 0.0,
+        AggFunc::Max => 1.0,
+        _ => a.fraction.map(|f| f.get()).unwrap_or(0.5),
+    }
 }
 
 /// The ranks (0-based, in a run of `n` ≥ 1 sorted values) a percentile reads, and for

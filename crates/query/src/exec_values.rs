@@ -59,7 +59,9 @@ pub(crate) fn agg_values(
             .ok_or_else(|| QueryError::arg("aggregate index out of range"))?;
         let col = a.column.clone().unwrap_or_default();
         let n = || counts.get(&col).cloned().unwrap_or_default();
+        let from_list = a.value_list().is_some();
         let v = match a.func {
+            _ if from_list => totals.list(ai)?.values.gather(selected)?,
             AggFunc::CountRows | AggFunc::Count => totals.count_of(a)?.gather(selected)?,
             AggFunc::Sum => totals
                 .get(&LocalAggregate::Sum(col.clone()))?
@@ -100,7 +102,7 @@ pub(crate) fn agg_values(
                     let ok: Vec<u64> = n().iter().map(|&c| u64::from(c >= 2)).collect();
                     ArithShares::public(me, &ok)
                 }
-                f if f.needs_value_list() => {
+                _ if from_list => {
                     let c = &totals.list(ai)?.counts;
                     let ok: Vec<u64> = selected.iter().map(|&i| c[i].min(1)).collect();
                     ArithShares::public(me, &ok)

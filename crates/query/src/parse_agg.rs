@@ -57,6 +57,12 @@ impl Ctx<'_> {
             Expr::Nested(inner) => self.agg_expr(inner, next),
             Expr::Function(f) if !is_scalar_function(f) => {
                 let (spec, _) = self.aggregate(f)?;
+                if !numeric(spec.output_type()) {
+                    return unsupported(format!(
+                        "`{f}` in arithmetic over aggregates (a {} value)",
+                        spec.output_type()
+                    ));
+                }
                 Ok(AggExpr::Agg(self.agg_index(spec)))
             }
             Expr::Value(_) => {
@@ -283,9 +289,14 @@ fn check_type(func: AggFunc, fname: &str, ty: ColumnType, col: &str, f: &Functio
         AggFunc::Count | AggFunc::CountRows => Ok(()),
         // Any type: the compute parties compare values for equality only.
         AggFunc::CountDistinct => Ok(()),
-        AggFunc::Min | AggFunc::Max if !numeric(ty) => unsupported(format!(
-            "{fname} of {ty} column {col:?} (MPC min/max is numeric only)"
-        )),
+        AggFunc::Min | AggFunc::Max
+            if !numeric(ty) && !matches!(ty, ColumnType::Date | ColumnType::Timestamp) =>
+        {
+            unsupported(format!(
+                "{fname} of {ty} column {col:?} (MPC min/max takes numbers, dates and timestamps)"
+            ))
+        }
+        AggFunc::Min | AggFunc::Max => Ok(()),
         AggFunc::PercentileCont | AggFunc::PercentileDisc if !numeric(ty) => unsupported(format!(
             "{fname} of {ty} column {col:?} (percentiles are numeric only)"
         )),

@@ -284,6 +284,15 @@ impl Ctx<'_> {
                             self.aggs[agg].func.sql_name()
                         ));
                     }
+                    if !matches!(
+                        self.aggs[agg].output_type(),
+                        ColumnType::Integer | ColumnType::Float
+                    ) {
+                        return unsupported(format!(
+                            "HAVING on a {} aggregate (compare numbers)",
+                            self.aggs[agg].output_type()
+                        ));
+                    }
                     Ok(HavingExpr::Compare { agg, op, value })
                 }
             },

@@ -143,6 +143,9 @@ impl AggSpec {
     /// The partial aggregates the owners must compute for this aggregate.
     pub fn partials(&self) -> Vec<LocalAggregate> {
         let c = self.column.clone().unwrap_or_default();
+        if self.ordered_extreme() {
+            return Vec::new();
+        }
         match self.func {
             AggFunc::CountRows => vec![LocalAggregate::CountRows],
             AggFunc::Count => vec![LocalAggregate::Count(c)],
@@ -164,9 +167,16 @@ impl AggSpec {
         }
     }
 
+    /// MIN/MAX of dates and timestamps: read from a sorted value list (its first or last
+    /// value) rather than combined as partials.
+    fn ordered_extreme(&self) -> bool {
+        matches!(self.func, AggFunc::Min | AggFunc::Max)
+            && matches!(self.column_type, ColumnType::Date | ColumnType::Timestamp)
+    }
+
     /// The value list this aggregate is computed from, if any.
     pub fn value_list(&self) -> Option<ValueList> {
-        self.func.needs_value_list().then(|| ValueList {
+        (self.func.needs_value_list() || self.ordered_extreme()).then(|| ValueList {
             column: self.column.clone().unwrap_or_default(),
             column_type: self.column_type,
             distinct: matches!(self.func, AggFunc::CountDistinct | AggFunc::SumDistinct),
