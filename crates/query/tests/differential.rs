@@ -47,8 +47,11 @@ use std::time::Duration;
 
 use consort_crypto::MemberId;
 use consort_data::{Row, Value};
-use consort_query::{plan, run_party, LocalInput, PartyOutcome, Plan, Roles};
+use consort_query::{plan, run_party, LocalInput, LocalWork, PartyOutcome, Plan, Roles};
+use consort_store::DatasetStore;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rusqlite::types::Value as S;
@@ -854,4 +857,123 @@ proptest! {
     ) {
         check(&q, &d, k, config, seed, &mem_inputs);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Real databases: each owner's local input from a PostgreSQL or MariaDB store.
+
+const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// Opens a server store; fails (does not skip) when the server cannot be reached.
+async fn server(env: &str, default: &str, how: &str) -> std::sync::Arc<dyn DatasetStore> {
+    let url = std::env::var(env).unwrap_or_else(|_| default.to_string());
+    match consort_store::open_store(&url).await {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "{e}\n\nThis test needs the server running (it does not skip).\n\
+             Start it with:\n    {how}\n\
+             or point {env} at a reachable database."
+        ),
+    }
+}
+
+/// Ten fixed generated cases (a fixed seed), each with at least one row in the result.
+fn fixed_cases() -> Vec<(Query, Data, u32, usize, u64)> {
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[18; 32]),
+    );
+    let strategy = (query(), data(), 1u32..=2, 0usize..3, any::<u64>());
+    let mut out = Vec::new();
+    while out.len() < 10 {
+        let (q, d, k, config, seed) = strategy.new_tree(&mut runner).unwrap().current();
+        if !reference(&q, &d, k).0.is_empty() {
+            out.push((q, d, k, config, seed));
+        }
+    }
+    out
+}
+
+/// Each owner's local input computed by `store`, as `support::local_input` does with the
+/// in-memory store: its rows loaded into a table of their own, then `Plan::local` and
+/// each value list's selection run there.
+async fn store_inputs(store: &dyn DatasetStore, p: &Plan, d: &Data) -> Inputs {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut out = Vec::new();
+    for (i, rows) in d.owners.iter().enumerate() {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let table = format!("consort_diff_{}_{n}_m{i}", std::process::id());
+        if store.table_exists(&table).await.unwrap() {
+            store.drop_table(&table).await.unwrap();
+        }
+        let mut load = store.begin_load(&table, &p.schema).await.unwrap();
+        if !rows.is_empty() {
+            let numbered = rows.iter().cloned().enumerate();
+            load.insert(numbered.map(|(j, r)| (j as u64, r)).collect())
+                .await
+                .unwrap();
+        }
+        load.commit().await.unwrap();
+        let partials = match &p.local {
+            LocalWork::Aggregate(q) => store.aggregate(&table, &p.schema, q).await,
+            LocalWork::Select(s) => store.select(&table, &p.schema, s).await,
+        }
+        .unwrap_or_else(|e| panic!("{}: local part: {e}", store.backend()));
+        let lists = p.value_lists();
+        let input = if lists.is_empty() {
+            LocalInput::Rows(partials)
+        } else {
+            let mut rows = Vec::new();
+            for l in &lists {
+                let select = p.value_list_select(l);
+                rows.push(
+                    store
+                        .select(&table, &p.schema, &select)
+                        .await
+                        .unwrap_or_else(|e| panic!("{}: value list: {e}", store.backend())),
+                );
+            }
+            LocalInput::Aggregate {
+                partials,
+                lists: rows,
+            }
+        };
+        store.drop_table(&table).await.unwrap();
+        out.push((member(i as u8), input));
+    }
+    out
+}
+
+fn check_store(env: &str, default: &str, how: &str, backend: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(server(env, default, how));
+    assert_eq!(store.backend(), backend);
+    for (q, d, k, config, seed) in fixed_cases() {
+        let inputs = |p: &Plan, d: &Data| rt.block_on(store_inputs(store.as_ref(), p, d));
+        check(&q, &d, k, config, seed, &inputs);
+    }
+}
+
+#[test]
+fn real_stores_postgres_owners_match_sqlite() {
+    check_store(
+        "CONSORT_TEST_POSTGRES_URL",
+        PG_DEFAULT,
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        "postgres",
+    );
+}
+
+#[test]
+fn real_stores_mariadb_owners_match_sqlite() {
+    check_store(
+        "CONSORT_TEST_MYSQL_URL",
+        MYSQL_DEFAULT,
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+        "mysql",
+    );
 }
