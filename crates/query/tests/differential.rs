@@ -80,7 +80,7 @@ const fn x(sql: &'static str, ty: Ty, dyadic: bool) -> X {
     X { sql, ty, dyadic }
 }
 
-const NUM_X: [X; 11] = [
+const NUM_X: &[X] = &[
     x("qty", Ty::Int, true),
     x("year", Ty::Int, true),
     x("qty * 2", Ty::Int, true),
@@ -92,9 +92,18 @@ const NUM_X: [X; 11] = [
     x("amount - qty", Ty::Float, true),
     x("ABS(amount)", Ty::Float, true),
     x("ROUND(amount, 1)", Ty::Float, false),
+    x("ROUND(amount)", Ty::Float, true),
+    x("amount * 2", Ty::Float, true),
+    x("CASE WHEN qty > 3 THEN amount END", Ty::Float, true),
+    x("NULLIF(qty, 0)", Ty::Int, true),
+    x("-qty", Ty::Int, true),
+    x("qty + year", Ty::Int, true),
+    x("GREATEST(qty, 1)", Ty::Int, true),
+    x("LEAST(amount, qty)", Ty::Float, true),
+    x("CAST(qty AS DOUBLE)", Ty::Float, true),
 ];
 
-const TEXT_X: [X; 3] = [
+const TEXT_X: &[X] = &[
     x("region", Ty::Text, true),
     x("note", Ty::Text, true),
     x("COALESCE(note, 'none')", Ty::Text, true),
@@ -115,7 +124,7 @@ fn dyadic_x() -> impl Strategy<Value = X> {
 }
 
 fn any_x() -> impl Strategy<Value = X> {
-    prop::sample::select(NUM_X.iter().chain(&TEXT_X).copied().collect::<Vec<_>>())
+    prop::sample::select(NUM_X.iter().chain(TEXT_X).copied().collect::<Vec<_>>())
 }
 
 /// A row condition (WHERE and FILTER): atoms over columns and expressions, combined by
@@ -174,17 +183,19 @@ fn cond_of(like: bool) -> impl Strategy<Value = String> {
 enum Tol {
     /// `support::same`: integers and text exact, floats within 10^-3 relative.
     Same,
-    /// A variance of x (dyadic or not, see [`VAR_ABS`]).
+    /// A variance of x (dyadic or not, see [`var_abs`]).
     Var(bool),
     /// A standard deviation of x: compared through its square, as a variance.
     Sqrt(bool),
 }
 
-/// A variance of values that are not dyadic (`ROUND(amount, 1)`) carries the owners'
-/// rounding of each value to 2^-16 and of Σx² into the exact formula, about
-/// (|mean| + 1)·2^-15 (QUERY.md §7), doubled by VAR_SAMP at n = 2; the data's |x| stays
-/// below 210.
-const VAR_ABS: f64 = 2.0 * 211.0 / 32768.0;
+/// The absolute error allowed a variance of values that are not dyadic
+/// (`ROUND(amount, 1)`): it carries the owners' rounding of each value to 2^-16 and of Σx²
+/// into the exact formula, about (|mean| + 1)·2^-15 (QUERY.md §7), doubled by VAR_SAMP at
+/// n = 2; `max` bounds the data's |x|.
+fn var_abs(max: f64) -> f64 {
+    2.0 * (max + 2.0) / 32768.0
+}
 
 /// One select item, in consort's SQL and in the reference's.
 #[derive(Clone, Debug)]
@@ -349,7 +360,7 @@ fn arithmetic() -> impl Strategy<Value = Item> {
 }
 
 /// A group key: (expression, is a plain column).
-const KEYS: [(&str, bool); 9] = [
+const KEYS: [(&str, bool); 12] = [
     ("region", true),
     ("year", true),
     ("note", true),
@@ -359,6 +370,9 @@ const KEYS: [(&str, bool); 9] = [
     ("COALESCE(note, 'none')", false),
     ("qty % 3", false),
     ("year - 2020", false),
+    ("amount", true),
+    ("ROUND(amount)", false),
+    ("year / 2", false),
 ];
 
 /// How a key is written in GROUP BY (and ORDER BY): as itself, by position, by alias.
@@ -369,24 +383,41 @@ enum KeyRef {
     Alias,
 }
 
-fn having() -> impl Strategy<Value = String> {
-    let lit = prop::sample::select(vec!["-3", "0", "1", "2", "3", "5", "10", "25.5", "2021"]);
+/// A HAVING clause, in consort's SQL and in the reference's.
+fn having() -> impl Strategy<Value = (String, String)> {
+    let lit = prop::sample::select(vec![
+        "-3", "-1.5", "0", "1", "2", "3", "5", "10", "25.5", "2021",
+    ]);
     let op = prop::sample::select(vec!["=", "<>", "<", "<=", ">", ">="]);
+    let same = |s: String| (s.clone(), s);
     let agg = prop_oneof![
-        Just("COUNT(*)".to_string()),
+        Just(same("COUNT(*)".to_string())),
         (
             prop::sample::select(vec!["COUNT", "SUM", "AVG", "MIN", "MAX", "MEDIAN"]),
             dyadic_x()
         )
-            .prop_map(|(f, x)| format!("{f}({})", x.sql)),
-        any_x().prop_map(|x| format!("COUNT(DISTINCT {})", x.sql)),
+            .prop_map(move |(f, x)| same(format!("{f}({})", x.sql))),
+        any_x().prop_map(move |x| same(format!("COUNT(DISTINCT {})", x.sql))),
+        dyadic_x().prop_map(move |x| same(format!("SUM(DISTINCT {})", x.sql))),
+        cond().prop_map(move |c| same(format!("COUNT(*) FILTER (WHERE {c})"))),
+        (prop::sample::select(vec!["0.25", "0.5", "1.0"]), dyadic_x()).prop_map(|(p, x)| (
+            format!("PERCENTILE_DISC({p}) WITHIN GROUP (ORDER BY {})", x.sql),
+            format!("pct_disc({p}, {})", x.sql)
+        )),
     ];
-    let atom = (agg, op, lit).prop_map(|(a, o, l)| format!("{a} {o} {l}"));
+    let atom =
+        (agg, op, lit).prop_map(|((a, r), o, l)| (format!("{a} {o} {l}"), format!("{r} {o} {l}")));
     atom.prop_recursive(2, 4, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) AND ({b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) OR ({b})")),
-            inner.prop_map(|a| format!("NOT ({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| (
+                format!("({}) AND ({})", a.0, b.0),
+                format!("({}) AND ({})", a.1, b.1)
+            )),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| (
+                format!("({}) OR ({})", a.0, b.0),
+                format!("({}) OR ({})", a.1, b.1)
+            )),
+            inner.prop_map(|a| (format!("NOT ({})", a.0), format!("NOT ({})", a.1))),
         ]
     })
 }
@@ -398,7 +429,8 @@ struct Query {
     keys: Vec<(usize, KeyRef)>,
     items: Vec<Item>,
     filter: Option<String>,
-    having: Option<String>,
+    /// HAVING, in consort's SQL and in the reference's.
+    having: Option<(String, String)>,
     /// ORDER BY: (select position, DESC); covers every key.
     order: Option<Vec<(usize, bool)>>,
     /// Write ORDER BY entries by position rather than by name.
@@ -515,9 +547,9 @@ impl Query {
             return s;
         }
         match (&self.having, reference) {
-            (Some(h), Some(k)) => s += &format!(" HAVING COUNT(*) >= {k} AND ({h})"),
+            (Some((_, h)), Some(k)) => s += &format!(" HAVING COUNT(*) >= {k} AND ({h})"),
             (None, Some(k)) => s += &format!(" HAVING COUNT(*) >= {k}"),
-            (Some(h), None) => s += &format!(" HAVING {h}"),
+            (Some((h, _)), None) => s += &format!(" HAVING {h}"),
             (None, None) => {}
         }
         if let Some(o) = &self.order {
@@ -555,14 +587,16 @@ struct Data {
 
 fn row() -> impl Strategy<Value = Row> {
     let amount = prop_oneof![
-        prop::sample::select(vec![
+        4 => prop::sample::select(vec![
             -12.5, -0.125, 0.0, 0.25, 0.75, 1.0, 2.5, 7.375, 40.5, 99.875, 150.0
         ]),
-        (-400i32..1600).prop_map(|a| f64::from(a) / 8.0),
+        4 => (-400i32..1600).prop_map(|a| f64::from(a) / 8.0),
+        1 => (-160_000i32..160_000).prop_map(|a| f64::from(a) / 8.0),
     ];
     let qty = prop_oneof![
         1 => Just(None),
         3 => prop::sample::select(vec![-5i64, -1, 0, 1, 2, 3, 4, 7, 25]).prop_map(Some),
+        1 => (-1000i64..1000).prop_map(Some),
     ];
     let note = prop::sample::select(vec![None, Some("x1"), Some("y2"), Some("xx"), Some("")]);
     (
@@ -616,6 +650,7 @@ fn sqlite_with(d: &Data) -> rusqlite::Connection {
     let db = rusqlite::Connection::open_in_memory().unwrap();
     register_reference_aggregates(&db);
     register_var_pop(&db);
+    register_greatest_least(&db);
     db.execute_batch(
         "CREATE TABLE sales (region TEXT, year INTEGER, amount REAL, qty INTEGER, note TEXT)",
     )
@@ -674,6 +709,38 @@ fn register_var_pop(db: &rusqlite::Connection) {
         rusqlite::functions::FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     db.create_aggregate_function("var_pop", 1, flags, VarPop)
         .unwrap();
+}
+
+/// PostgreSQL's `GREATEST`/`LEAST` of numbers for the reference: NULL arguments are
+/// ignored (SQLite's multi-argument `max`/`min` would give NULL); an integer result stays
+/// an integer, and a float argument makes the result a float.
+fn register_greatest_least(db: &rusqlite::Connection) {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    for (name, greatest) in [("greatest", true), ("least", false)] {
+        db.create_scalar_function(name, -1, flags, move |ctx| {
+            let vals: Vec<S> = (0..ctx.len())
+                .map(|i| ctx.get::<S>(i))
+                .collect::<rusqlite::Result<_>>()?;
+            let float = vals.iter().any(|v| matches!(v, S::Real(_)));
+            let nums = vals.iter().filter_map(|v| match v {
+                S::Integer(i) => Some(*i as f64),
+                S::Real(f) => Some(*f),
+                _ => None,
+            });
+            let pick = if greatest {
+                nums.reduce(f64::max)
+            } else {
+                nums.reduce(f64::min)
+            };
+            Ok(match pick {
+                None => S::Null,
+                Some(v) if float => S::Real(v),
+                Some(v) => S::Integer(v as i64),
+            })
+        })
+        .unwrap();
+    }
 }
 
 /// SQLite's rows for the query, and the number of groups below k.
@@ -745,6 +812,7 @@ fn run_with(
 
 fn sort_str(v: &S) -> String {
     match v {
+        S::Real(f) => format!("f{f}"),
         S::Text(t) => format!("t{t}"),
         S::Integer(i) => format!("i{:020}", i.wrapping_add(1 << 40)),
         _ => String::new(),
@@ -753,18 +821,19 @@ fn sort_str(v: &S) -> String {
 
 fn sort_str_ours(v: &Value) -> String {
     match v {
+        Value::Float(f) => format!("f{f}"),
         Value::Text(t) => format!("t{t}"),
         Value::Integer(i) => format!("i{:020}", i.wrapping_add(1 << 40)),
         _ => String::new(),
     }
 }
 
-fn compare_value(got: &Value, want: &S, tol: Tol, what: &str) {
+fn compare_value(got: &Value, want: &S, tol: Tol, max: f64, what: &str) {
     let var = |a: f64, b: f64, dyadic: bool| {
         let tol = if dyadic {
             1e-3 * b.abs().max(1.0)
         } else {
-            (1e-3 * b.abs()).max(VAR_ABS)
+            (1e-3 * b.abs()).max(var_abs(max))
         };
         assert!((a - b).abs() <= tol, "{what}: {a} vs {b} (variance)");
     };
@@ -817,6 +886,14 @@ fn check(
     assert_eq!(table.rows.len(), want.len(), "{ctx}\n  row count");
     let (mut got, mut want) = (table.rows.clone(), want);
     let nk = q.keys.len();
+    // The largest |amount| or |qty| (bounds every |x| of the grammar up to a few units).
+    let max = d
+        .owners
+        .iter()
+        .flatten()
+        .flat_map(|r| [num(&r[2]).abs(), num(&r[3]).abs()])
+        .filter(|v| !v.is_nan())
+        .fold(0.0, f64::max);
     if q.order.is_none() {
         want.sort_by_key(|r| r[..nk].iter().map(sort_str).collect::<Vec<_>>());
         got.sort_by_key(|r| r[..nk].iter().map(sort_str_ours).collect::<Vec<_>>());
@@ -829,7 +906,7 @@ fn check(
             } else {
                 q.items[j - nk].tol
             };
-            compare_value(a, b, tol, &format!("{ctx}\n  row {i} column {j}"));
+            compare_value(a, b, tol, max, &format!("{ctx}\n  row {i} column {j}"));
         }
     }
     // The compute parties attest the requester's table.
