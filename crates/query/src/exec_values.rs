@@ -250,6 +250,18 @@ impl Eval<'_, '_> {
                 integer: false,
                 ..self.node(x)?
             },
+            AggExpr::ZeroBelow(x, ulps) => {
+                let n = self.node(x)?;
+                let t = u64::from(*ulps);
+                // |v| < t ⇔ 0 ≤ v + t < 2t: two signs in one batch.
+                let shifted = n.value.add_const(me, t);
+                let signs = self
+                    .sess
+                    .msb_many(&[&shifted.add_const(me, (2 * t).wrapping_neg()), &shifted])?;
+                let small = self.sess.and_bits(&signs[0], &signs[1].not(me))?;
+                let value = self.sess.mux(&small, &ArithShares::zeros(s), &n.value)?;
+                Node { value, ..n }
+            }
             AggExpr::Arith { op, left, right } => {
                 let l = self.node(left)?;
                 let r = self.node(right)?;

@@ -395,7 +395,11 @@ fn plan_select(
                     (OutputExpr::Column(k), i.value.clone())
                 }
             }
-            Expr::Function(f) if aggregate_query && !is_scalar_function(f) => {
+            Expr::Function(f)
+                if aggregate_query
+                    && !is_scalar_function(f)
+                    && !crate::parse_agg::is_composite(f) =>
+            {
                 let (spec, text) = cx.aggregate(f)?;
                 (OutputExpr::Agg(cx.agg_index(spec)), text)
             }

@@ -15,6 +15,24 @@ use crate::parse_expr::{contains_aggregate_call, expr_kind, number, Ctx};
 use crate::parse_scalar::is_scalar_function;
 use crate::plan::{AggExpr, AggFunc, AggSpec, Fraction};
 
+/// Two-argument statistics planned as arithmetic over ordinary aggregates of derived
+/// columns (`composite`).
+const COMPOSITES: [&str; 8] = [
+    "COVAR_POP",
+    "COVAR_SAMP",
+    "REGR_SLOPE",
+    "REGR_INTERCEPT",
+    "REGR_COUNT",
+    "REGR_AVGX",
+    "REGR_AVGY",
+    "CORR",
+];
+
+/// Whether `f` is one of [`COMPOSITES`].
+pub(crate) fn is_composite(f: &Function) -> bool {
+    COMPOSITES.contains(&f.name.to_string().to_ascii_uppercase().as_str())
+}
+
 /// The aggregate functions of the subset (upper case), aliases included.
 const AGGREGATES: [&str; 15] = [
     "COUNT",
@@ -36,7 +54,7 @@ const AGGREGATES: [&str; 15] = [
 
 /// Whether `name` (upper case) is an aggregate function.
 pub(crate) fn is_aggregate_name(name: &str) -> bool {
-    AGGREGATES.contains(&name)
+    AGGREGATES.contains(&name) || COMPOSITES.contains(&name)
 }
 
 fn numeric(ty: ColumnType) -> bool {
@@ -55,6 +73,7 @@ impl Ctx<'_> {
         let next = depth + 1;
         match e {
             Expr::Nested(inner) => self.agg_expr(inner, next),
+            Expr::Function(f) if is_composite(f) => self.composite(f),
             Expr::Function(f) if !is_scalar_function(f) => {
                 let (spec, _) = self.aggregate(f)?;
                 if !numeric(spec.output_type()) {
@@ -126,6 +145,97 @@ impl Ctx<'_> {
                 expr_kind(other)
             )),
         }
+    }
+
+    /// `COVAR_POP(y, x)` and its kin, over the rows where both are non-NULL, as
+    /// PostgreSQL defines them, from AVG, VAR_POP and COUNT of three derived columns
+    /// (x and y where the other is not NULL, and x·y):
+    /// COVAR_POP = AVG(xy) − AVG(x)·AVG(y); COVAR_SAMP = COVAR_POP·n/(n − 1);
+    /// REGR_SLOPE = COVAR_POP / VAR_POP(x); REGR_INTERCEPT = AVG(y) − SLOPE·AVG(x);
+    /// REGR_COUNT = n; REGR_AVGX/AVGY = AVG(x)/AVG(y).
+    fn composite(&mut self, f: &Function) -> R<AggExpr> {
+        let fname = f.name.to_string().to_ascii_uppercase();
+        if fname == "CORR" {
+            return unsupported("CORR (it needs a square root inside MPC; not yet)");
+        }
+        if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
+            return unsupported(format!("FILTER, OVER or WITHIN GROUP on {fname}"));
+        }
+        let FunctionArguments::List(list) = &f.args else {
+            return Err(QueryError::Invalid(format!("{fname} takes (y, x)")));
+        };
+        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+            return unsupported(format!("DISTINCT or clauses inside {fname}"));
+        }
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(y)), FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] =
+            list.args.as_slice()
+        else {
+            return Err(QueryError::Invalid(format!(
+                "{fname} takes two values (y, x)"
+            )));
+        };
+        if contains_aggregate_call(x) || contains_aggregate_call(y) {
+            return unsupported(format!("nested aggregate in {fname}"));
+        }
+        let derived = |text: String| -> R<Expr> {
+            sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| QueryError::Invalid(format!("{fname}: {e}")))
+        };
+        let xs = derived(format!("CASE WHEN ({y}) IS NOT NULL THEN ({x}) END"))?;
+        let ys = derived(format!("CASE WHEN ({x}) IS NOT NULL THEN ({y}) END"))?;
+        let xy = derived(format!("({x}) * ({y})"))?;
+        let mut agg = |func: AggFunc, e: &Expr| -> R<AggExpr> {
+            let (column, column_type) = self.value_column(e, Permission::Aggregate)?;
+            if !numeric(column_type) {
+                return Err(QueryError::Type(format!(
+                    "{fname} of a {column_type} value (numbers only)"
+                )));
+            }
+            Ok(AggExpr::Agg(self.agg_index(AggSpec {
+                func,
+                column: Some(column),
+                column_type,
+                fraction: None,
+            })))
+        };
+        let avg_x = agg(AggFunc::Avg, &xs)?;
+        let avg_y = agg(AggFunc::Avg, &ys)?;
+        let avg_xy = agg(AggFunc::Avg, &xy)?;
+        let n = agg(AggFunc::Count, &xy)?;
+        let arith = |op: ArithOp, l: AggExpr, r: AggExpr| AggExpr::Arith {
+            op,
+            left: Box::new(l),
+            right: Box::new(r),
+        };
+        let covar = arith(
+            ArithOp::Sub,
+            avg_xy,
+            arith(ArithOp::Mul, avg_x.clone(), avg_y.clone()),
+        );
+        Ok(match fname.as_str() {
+            "COVAR_POP" => covar,
+            "COVAR_SAMP" => arith(
+                ArithOp::Div,
+                arith(ArithOp::Mul, covar, AggExpr::ToFloat(Box::new(n.clone()))),
+                arith(ArithOp::Sub, n, AggExpr::Integer(1)),
+            ),
+            "REGR_COUNT" => n,
+            "REGR_AVGX" => avg_x,
+            "REGR_AVGY" => avg_y,
+            _ => {
+                // PostgreSQL gives NULL when VAR_POP(x) is 0; ours is 0 only up to a few
+                // ulp of rounding, so such a variance counts as 0.
+                let var_x = AggExpr::ZeroBelow(Box::new(agg(AggFunc::VarPop, &xs)?), 16);
+                let slope = arith(ArithOp::Div, covar, var_x);
+                if fname == "REGR_SLOPE" {
+                    slope
+                } else {
+                    arith(ArithOp::Sub, avg_y, arith(ArithOp::Mul, slope, avg_x))
+                }
+            }
+        })
     }
 
     /// Plans one aggregate call; returns it and its SQL text (the default output name).

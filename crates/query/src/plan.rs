@@ -234,6 +234,9 @@ pub enum AggExpr {
     Negate(Box<AggExpr>),
     /// `CAST(… AS DOUBLE)`: the value as a float, so `/` divides exactly.
     ToFloat(Box<AggExpr>),
+    /// The value, or exactly 0 where its magnitude is below `ulps` units of 2^−16: a
+    /// variance that is 0 up to the fixed-point rounding divides as 0 (giving NULL).
+    ZeroBelow(Box<AggExpr>, u32),
 }
 
 impl AggExpr {
@@ -247,7 +250,7 @@ impl AggExpr {
             },
             AggExpr::Integer(_) => ColumnType::Integer,
             AggExpr::Float(_) | AggExpr::ToFloat(_) => ColumnType::Float,
-            AggExpr::Negate(x) => x.result_type(aggs),
+            AggExpr::Negate(x) | AggExpr::ZeroBelow(x, _) => x.result_type(aggs),
             AggExpr::Arith { left, right, .. } => {
                 match (left.result_type(aggs), right.result_type(aggs)) {
                     (ColumnType::Integer, ColumnType::Integer) => ColumnType::Integer,
@@ -266,7 +269,7 @@ impl AggExpr {
                 left.operands(out);
                 right.operands(out);
             }
-            AggExpr::Negate(x) | AggExpr::ToFloat(x) => x.operands(out),
+            AggExpr::Negate(x) | AggExpr::ToFloat(x) | AggExpr::ZeroBelow(x, _) => x.operands(out),
         }
     }
 }
@@ -641,6 +644,10 @@ fn put_agg_expr(w: &mut Writer, e: &AggExpr) {
         }
         AggExpr::ToFloat(x) => {
             w.u8(4);
+            put_agg_expr(w, x);
+        }
+        AggExpr::ZeroBelow(x, ulps) => {
+            w.u8(6).u64(u64::from(*ulps));
             put_agg_expr(w, x);
         }
     }

@@ -3,8 +3,10 @@
 //! compared with SQLite over the union of the owners' rows.
 
 /// PostgreSQL's ordered-set and sample aggregates for the SQLite reference, which has
-/// none of them: `median(x)`, `pct_cont(p, x)`, `pct_disc(p, x)`, `var_samp(x)` and
-/// `stddev_samp(x)`. NULL inputs are skipped; no value gives NULL.
+/// none of them: `median(x)`, `pct_cont(p, x)`, `pct_disc(p, x)`, `var_samp(x)`,
+/// `stddev_samp(x)`, `covar_pop(y, x)`, `covar_samp(y, x)`, `regr_slope(y, x)`,
+/// `regr_intercept(y, x)` and `regr_count(y, x)`. NULL inputs are skipped; no value gives
+/// NULL (a count 0).
 pub fn register_aggregates(db: &rusqlite::Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::{Aggregate, Context, FunctionFlags};
     use rusqlite::types::Value as S;
@@ -83,7 +85,65 @@ pub fn register_aggregates(db: &rusqlite::Connection) -> rusqlite::Result<()> {
             })
         }
     }
+    #[derive(Clone, Copy)]
+    enum PairKind {
+        CovarPop,
+        CovarSamp,
+        Slope,
+        Intercept,
+        Count,
+    }
+    /// Two-argument statistics over the rows where both y and x are not NULL.
+    struct PairAgg(PairKind);
+    impl Aggregate<Vec<(f64, f64)>, S> for PairAgg {
+        fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Vec<(f64, f64)>> {
+            Ok(Vec::new())
+        }
+        fn step(&self, ctx: &mut Context<'_>, acc: &mut Vec<(f64, f64)>) -> rusqlite::Result<()> {
+            let (y, x): (S, S) = (ctx.get(0)?, ctx.get(1)?);
+            if let (Some(y), Some(x)) = (num(&y), num(&x)) {
+                acc.push((y, x));
+            }
+            Ok(())
+        }
+        fn finalize(
+            &self,
+            _: &mut Context<'_>,
+            acc: Option<Vec<(f64, f64)>>,
+        ) -> rusqlite::Result<S> {
+            let pairs = acc.unwrap_or_default();
+            let n = pairs.len() as f64;
+            if let PairKind::Count = self.0 {
+                return Ok(S::Integer(pairs.len() as i64));
+            }
+            if pairs.is_empty() {
+                return Ok(S::Null);
+            }
+            let my = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+            let mx = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+            let sxy = pairs.iter().map(|p| (p.0 - my) * (p.1 - mx)).sum::<f64>();
+            let sxx = pairs.iter().map(|p| (p.1 - mx) * (p.1 - mx)).sum::<f64>();
+            Ok(match self.0 {
+                PairKind::CovarPop => S::Real(sxy / n),
+                PairKind::CovarSamp if pairs.len() < 2 => S::Null,
+                PairKind::CovarSamp => S::Real(sxy / (n - 1.0)),
+                _ if sxx == 0.0 => S::Null,
+                PairKind::Slope => S::Real(sxy / sxx),
+                PairKind::Intercept => S::Real(my - sxy / sxx * mx),
+                PairKind::Count => S::Null,
+            })
+        }
+    }
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    for (name, kind) in [
+        ("covar_pop", PairKind::CovarPop),
+        ("covar_samp", PairKind::CovarSamp),
+        ("regr_slope", PairKind::Slope),
+        ("regr_intercept", PairKind::Intercept),
+        ("regr_count", PairKind::Count),
+    ] {
+        db.create_aggregate_function(name, 2, flags, PairAgg(kind))?;
+    }
     for (name, args, kind) in [
         ("median", 1, Kind::Median),
         ("pct_cont", 2, Kind::Cont),
