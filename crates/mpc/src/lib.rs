@@ -13,7 +13,7 @@
 //! - [`session`]: a party's session and the one-round building blocks;
 //! - [`io`]: input and reveal (compute and external parties);
 //! - [`arith`], [`fixed`], [`divide`]: multiplication, dot products, fixed point,
-//!   truncation and division of two secrets;
+//!   truncation, division of two secrets and square roots ([`sqrt`]);
 //! - [`boolean`], [`circuits`], [`convert`], [`compare`]: boolean sharing, bit-plane
 //!   circuits, A2B/B2A/injection/mux, comparisons and min/max;
 //! - [`shuffle`], [`sort`]: secure shuffle and shuffle-then-sort;
@@ -41,6 +41,7 @@ pub mod share;
 pub mod shuffle;
 pub mod sim;
 pub mod sort;
+pub mod sqrt;
 pub mod transport;
 
 pub use aggregate::{Moments, SENTINEL};

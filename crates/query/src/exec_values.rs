@@ -250,6 +250,15 @@ impl Eval<'_, '_> {
                 integer: false,
                 ..self.node(x)?
             },
+            AggExpr::Sqrt(x) => {
+                let n = self.node(x)?;
+                let value = self.sess.sqrt_fixed(&n.value, FRAC_BITS)?;
+                Node {
+                    value,
+                    integer: false,
+                    ..n
+                }
+            }
             AggExpr::ZeroBelow(x, ulps) => {
                 let n = self.node(x)?;
                 let t = u64::from(*ulps);

@@ -192,6 +192,7 @@ fn agg_expr(e: &AggExpr, plan: &Plan) -> String {
         ),
         AggExpr::Negate(x) => format!("-{}", agg_expr(x, plan)),
         AggExpr::ToFloat(x) => format!("CAST({} AS DOUBLE)", agg_expr(x, plan)),
+        AggExpr::Sqrt(x) => format!("SQRT({})", agg_expr(x, plan)),
         AggExpr::ZeroBelow(x, ulps) => {
             format!("ZERO_BELOW({}, {ulps}·2^-16)", agg_expr(x, plan))
         }

@@ -155,9 +155,6 @@ impl Ctx<'_> {
     /// REGR_COUNT = n; REGR_AVGX/AVGY = AVG(x)/AVG(y).
     fn composite(&mut self, f: &Function) -> R<AggExpr> {
         let fname = f.name.to_string().to_ascii_uppercase();
-        if fname == "CORR" {
-            return unsupported("CORR (it needs a square root inside MPC; not yet)");
-        }
         if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
             return unsupported(format!("FILTER, OVER or WITHIN GROUP on {fname}"));
         }
@@ -224,6 +221,13 @@ impl Ctx<'_> {
             "REGR_COUNT" => n,
             "REGR_AVGX" => avg_x,
             "REGR_AVGY" => avg_y,
+            "CORR" => {
+                // COVAR_POP / √VAR_POP(x) / √VAR_POP(y): each step stays in range.
+                let sd = |v: AggExpr| AggExpr::Sqrt(Box::new(AggExpr::ZeroBelow(Box::new(v), 16)));
+                let sd_x = sd(agg(AggFunc::VarPop, &xs)?);
+                let sd_y = sd(agg(AggFunc::VarPop, &ys)?);
+                arith(ArithOp::Div, arith(ArithOp::Div, covar, sd_x), sd_y)
+            }
             _ => {
                 // PostgreSQL gives NULL when VAR_POP(x) is 0; ours is 0 only up to a few
                 // ulp of rounding, so such a variance counts as 0.

@@ -237,6 +237,8 @@ pub enum AggExpr {
     /// The value, or exactly 0 where its magnitude is below `ulps` units of 2^−16: a
     /// variance that is 0 up to the fixed-point rounding divides as 0 (giving NULL).
     ZeroBelow(Box<AggExpr>, u32),
+    /// The square root of a float (0 for a negative value).
+    Sqrt(Box<AggExpr>),
 }
 
 impl AggExpr {
@@ -249,7 +251,7 @@ impl AggExpr {
                 _ => ColumnType::Float,
             },
             AggExpr::Integer(_) => ColumnType::Integer,
-            AggExpr::Float(_) | AggExpr::ToFloat(_) => ColumnType::Float,
+            AggExpr::Float(_) | AggExpr::ToFloat(_) | AggExpr::Sqrt(_) => ColumnType::Float,
             AggExpr::Negate(x) | AggExpr::ZeroBelow(x, _) => x.result_type(aggs),
             AggExpr::Arith { left, right, .. } => {
                 match (left.result_type(aggs), right.result_type(aggs)) {
@@ -269,7 +271,10 @@ impl AggExpr {
                 left.operands(out);
                 right.operands(out);
             }
-            AggExpr::Negate(x) | AggExpr::ToFloat(x) | AggExpr::ZeroBelow(x, _) => x.operands(out),
+            AggExpr::Negate(x)
+            | AggExpr::ToFloat(x)
+            | AggExpr::ZeroBelow(x, _)
+            | AggExpr::Sqrt(x) => x.operands(out),
         }
     }
 }
@@ -648,6 +653,10 @@ fn put_agg_expr(w: &mut Writer, e: &AggExpr) {
         }
         AggExpr::ZeroBelow(x, ulps) => {
             w.u8(6).u64(u64::from(*ulps));
+            put_agg_expr(w, x);
+        }
+        AggExpr::Sqrt(x) => {
+            w.u8(7);
             put_agg_expr(w, x);
         }
     }

@@ -195,8 +195,8 @@ fn cases() -> Vec<Case> {
         // Two-argument statistics, over the rows where both values are present.
         Case {
             group: Some("region"),
-            loose_cols: &[1, 2, 3, 4],
-            ..case("region, COVAR_POP(amount, qty) AS cp, COVAR_SAMP(qty, amount) AS cs, REGR_SLOPE(amount, qty) AS sl, REGR_INTERCEPT(amount, qty) AS ic, REGR_COUNT(amount, qty) AS rc")
+            loose_cols: &[1, 2, 3, 4, 6],
+            ..case("region, COVAR_POP(amount, qty) AS cp, COVAR_SAMP(qty, amount) AS cs, REGR_SLOPE(amount, qty) AS sl, REGR_INTERCEPT(amount, qty) AS ic, REGR_COUNT(amount, qty) AS rc, CORR(amount, qty) AS r")
         },
         // Value lists (DISTINCT and percentiles) and the sample aggregates.
         Case {

@@ -92,6 +92,7 @@ pub fn register_aggregates(db: &rusqlite::Connection) -> rusqlite::Result<()> {
         Slope,
         Intercept,
         Count,
+        Corr,
     }
     /// Two-argument statistics over the rows where both y and x are not NULL.
     struct PairAgg(PairKind);
@@ -123,11 +124,14 @@ pub fn register_aggregates(db: &rusqlite::Connection) -> rusqlite::Result<()> {
             let mx = pairs.iter().map(|p| p.1).sum::<f64>() / n;
             let sxy = pairs.iter().map(|p| (p.0 - my) * (p.1 - mx)).sum::<f64>();
             let sxx = pairs.iter().map(|p| (p.1 - mx) * (p.1 - mx)).sum::<f64>();
+            let syy = pairs.iter().map(|p| (p.0 - my) * (p.0 - my)).sum::<f64>();
             Ok(match self.0 {
                 PairKind::CovarPop => S::Real(sxy / n),
                 PairKind::CovarSamp if pairs.len() < 2 => S::Null,
                 PairKind::CovarSamp => S::Real(sxy / (n - 1.0)),
                 _ if sxx == 0.0 => S::Null,
+                PairKind::Corr if syy == 0.0 => S::Null,
+                PairKind::Corr => S::Real(sxy / (sxx * syy).sqrt()),
                 PairKind::Slope => S::Real(sxy / sxx),
                 PairKind::Intercept => S::Real(my - sxy / sxx * mx),
                 PairKind::Count => S::Null,
@@ -141,6 +145,7 @@ pub fn register_aggregates(db: &rusqlite::Connection) -> rusqlite::Result<()> {
         ("regr_slope", PairKind::Slope),
         ("regr_intercept", PairKind::Intercept),
         ("regr_count", PairKind::Count),
+        ("corr", PairKind::Corr),
     ] {
         db.create_aggregate_function(name, 2, flags, PairAgg(kind))?;
     }
