@@ -34,7 +34,7 @@ use crate::exec_io::{
 use crate::exec_lists::{encode_list, list_aggregates, send_lists, EncodedList, ListAggregate};
 use crate::exec_math::compare;
 use crate::exec_top::{sort_top, sorts_in_mpc};
-use crate::exec_values::{agg_values, evaluate_computed};
+use crate::exec_values::{agg_values, evaluate_computed, having_value};
 use crate::plan::{AggFunc, AggSpec, HavingExpr, LocalWork, OutputExpr, FRAC_BITS};
 use crate::table::ResultTable;
 
@@ -524,6 +524,18 @@ fn having(
                 let n = ta.len();
                 Ok((r.slice(0..n)?.not(me), r.slice(n..2 * n)?))
             }
+        }
+        HavingExpr::CompareComputed { expr, op, value } => {
+            let groups = totals.parts.first().map(|p| p.len()).unwrap_or(0);
+            let (x, null) = having_value(sess, cx, totals, expr, groups)?;
+            let c = compare(sess, &x, *op, value * SCALE as f64)?;
+            let nn = null.not(me);
+            let n = c.len();
+            let r = sess.and_bits(
+                &BitShares::concat(&[&c, &c.not(me)]),
+                &BitShares::concat(&[&nn, &nn]),
+            )?;
+            Ok((r.slice(0..n)?, r.slice(n..2 * n)?))
         }
         HavingExpr::Compare { agg, op, value } => {
             let a = cx

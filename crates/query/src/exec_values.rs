@@ -143,6 +143,71 @@ pub(crate) fn evaluate_computed(
     if cx.plan.computed.is_empty() {
         return Ok((Vec::new(), BitShares::zeros(0)));
     }
+    let (values, nulls) = evaluate(sess, cx, leaves, s, &cx.plan.computed)?;
+    let refs: Vec<&BitShares> = nulls.iter().collect();
+    Ok((values, BitShares::concat(&refs)))
+}
+
+/// One HAVING condition's arithmetic over aggregates, for every group (kept or not): its
+/// value and NULL flags. AVG divides by the secret count here (no count is public before
+/// the keep bits); variances are refused by the planner.
+pub(crate) fn having_value(
+    sess: &mut Session,
+    cx: &Ctx<'_>,
+    totals: &Totals,
+    expr: &AggExpr,
+    groups: usize,
+) -> R<(ArithShares, BitShares)> {
+    let mut needed = Vec::new();
+    expr.operands(&mut needed);
+    needed.sort();
+    needed.dedup();
+    let all: Vec<usize> = (0..groups).collect();
+    let mut averages = Vec::new();
+    let mut others = Vec::new();
+    for ai in needed {
+        match cx.plan.aggregates.get(ai).map(|a| a.func) {
+            Some(AggFunc::Avg) => averages.push(ai),
+            Some(AggFunc::VarPop | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::StddevSamp) => {
+                return Err(QueryError::unsupported(
+                    "a variance in arithmetic over aggregates in HAVING",
+                ))
+            }
+            _ => others.push(ai),
+        }
+    }
+    let mut leaves = agg_values(sess, cx, totals, &all, &others, &BTreeMap::new())?;
+    for ai in averages {
+        let a = &cx.plan.aggregates[ai];
+        let col = a.column.clone().unwrap_or_default();
+        let sum = totals.get(&LocalAggregate::Sum(col.clone()))?.clone();
+        let n = totals.count_column(&col)?.clone();
+        let q = sess.div_fixed(&sum, &n.mul_public(1 << FRAC_BITS), FRAC_BITS)?;
+        leaves.insert(
+            ai,
+            Leaf {
+                value: q.value,
+                present: Some(n),
+            },
+        );
+    }
+    let (mut values, mut nulls) = evaluate(sess, cx, &leaves, groups, std::slice::from_ref(expr))?;
+    match (values.pop(), nulls.pop()) {
+        (Some(v), Some(n)) => Ok((v, n)),
+        _ => Err(QueryError::arg("HAVING expression not evaluated")),
+    }
+}
+
+/// Evaluates `exprs` on the leaves (each `s` long): their fixed-point values and NULL
+/// flags. A quotient too large for the fixed-point range fails the query (the compute
+/// parties learn that one bit).
+fn evaluate(
+    sess: &mut Session,
+    cx: &Ctx<'_>,
+    leaves: &BTreeMap<usize, Leaf>,
+    s: usize,
+    exprs: &[AggExpr],
+) -> R<(Vec<ArithShares>, Vec<BitShares>)> {
     // NULL flags of the leaves, in one batch.
     let mut leaf_nulls: BTreeMap<usize, BitShares> = BTreeMap::new();
     let nullable_leaves: Vec<(usize, &ArithShares)> = leaves
@@ -166,7 +231,7 @@ pub(crate) fn evaluate_computed(
     };
     let mut values = Vec::new();
     let mut nulls = Vec::new();
-    for e in &cx.plan.computed {
+    for e in exprs {
         let node = cx_eval.node(e)?;
         // Integers are decoded from fixed point by the requester, exactly.
         values.push(node.value);
@@ -183,8 +248,7 @@ pub(crate) fn evaluate_computed(
             ));
         }
     }
-    let refs: Vec<&BitShares> = nulls.iter().collect();
-    Ok((values, BitShares::concat(&refs)))
+    Ok((values, nulls))
 }
 
 struct Eval<'a, 'b> {

@@ -442,7 +442,7 @@ fn plan_select(
         return Err(QueryError::Invalid("empty SELECT list".into()));
     }
     let having = match &sel.having {
-        Some(h) => Some(cx.having(h, &output)?),
+        Some(h) => Some(cx.having(h, &output, &computed)?),
         None => None,
     };
     let mut order_by = Vec::new();

@@ -14,7 +14,7 @@ use sqlparser::ast::{
 
 use crate::error::QueryError;
 use crate::parse::{unsupported, Source, R};
-use crate::plan::{AggFunc, AggSpec, HavingExpr, OutputColumn, OutputExpr};
+use crate::plan::{AggExpr, AggFunc, AggSpec, HavingExpr, OutputColumn, OutputExpr};
 
 /// A short name for an expression outside the subset, for error messages.
 pub(crate) fn expr_kind(e: &Expr) -> String {
@@ -238,21 +238,28 @@ impl Ctx<'_> {
         })
     }
 
-    pub(crate) fn having(&mut self, e: &Expr, outputs: &[OutputColumn]) -> R<HavingExpr> {
+    pub(crate) fn having(
+        &mut self,
+        e: &Expr,
+        outputs: &[OutputColumn],
+        computed: &[AggExpr],
+    ) -> R<HavingExpr> {
         match e {
-            Expr::Nested(inner) => self.having(inner, outputs),
+            Expr::Nested(inner) => self.having(inner, outputs, computed),
             Expr::UnaryOp {
                 op: UnaryOperator::Not,
                 expr,
-            } => Ok(HavingExpr::Not(Box::new(self.having(expr, outputs)?))),
+            } => Ok(HavingExpr::Not(Box::new(
+                self.having(expr, outputs, computed)?,
+            ))),
             Expr::BinaryOp { left, op, right } => match op {
                 BinaryOperator::And => Ok(HavingExpr::And(
-                    Box::new(self.having(left, outputs)?),
-                    Box::new(self.having(right, outputs)?),
+                    Box::new(self.having(left, outputs, computed)?),
+                    Box::new(self.having(right, outputs, computed)?),
                 )),
                 BinaryOperator::Or => Ok(HavingExpr::Or(
-                    Box::new(self.having(left, outputs)?),
-                    Box::new(self.having(right, outputs)?),
+                    Box::new(self.having(left, outputs, computed)?),
+                    Box::new(self.having(right, outputs, computed)?),
                 )),
                 _ => {
                     let Some(op) = cmp_op(op) else {
@@ -271,6 +278,25 @@ impl Ctx<'_> {
                         .and_then(|s| s.parse::<f64>().ok())
                         .filter(|v| v.is_finite())
                         .ok_or_else(|| QueryError::Type(format!("bad number in `{e}`")))?;
+                    // Arithmetic over aggregates, or the alias of such an output.
+                    let alias_of_computed = match agg_e.as_ref() {
+                        Expr::Identifier(i) => outputs.iter().find_map(|o| match o.expr {
+                            OutputExpr::Computed(c) if o.name == i.value => computed.get(c),
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    let arithmetic = matches!(
+                        agg_e.as_ref(),
+                        Expr::BinaryOp { .. } | Expr::UnaryOp { .. } | Expr::Cast { .. }
+                    ) || matches!(agg_e.as_ref(), Expr::Function(f) if crate::parse_agg::is_composite(f));
+                    if alias_of_computed.is_some() || arithmetic {
+                        let expr = match alias_of_computed {
+                            Some(e) => e.clone(),
+                            None => self.agg_expr(agg_e, 0)?,
+                        };
+                        return Ok(HavingExpr::CompareComputed { expr, op, value });
+                    }
                     let agg = self.having_agg(agg_e, outputs)?;
                     if matches!(
                         self.aggs[agg].func,

@@ -310,6 +310,12 @@ pub enum HavingExpr {
     And(Box<HavingExpr>, Box<HavingExpr>),
     Or(Box<HavingExpr>, Box<HavingExpr>),
     Not(Box<HavingExpr>),
+    /// `expr op value` for arithmetic over aggregates (`SUM(a) / COUNT(*) > 0.1`).
+    CompareComputed {
+        expr: AggExpr,
+        op: CmpOp,
+        value: f64,
+    },
 }
 
 /// One side of a cross-member JOIN (`FROM a JOIN b ON a.k = b.k`).
@@ -584,6 +590,10 @@ impl Plan {
                 HavingExpr::Not(a) => {
                     w.u8(3);
                     put_having(w, a);
+                }
+                HavingExpr::CompareComputed { expr, op, value } => {
+                    w.u8(4).u8(cmp_code(*op)).u64(value.to_bits());
+                    put_agg_expr(w, expr);
                 }
             }
         }

@@ -192,6 +192,18 @@ fn cases() -> Vec<Case> {
             filter: Some("year > 2020"),
             ..case("COUNT(*) - COUNT(qty) AS missing, SUM(qty) * 2 AS d, CAST(SUM(qty) AS DOUBLE) / COUNT(*) AS mean, AVG(amount) * AVG(qty) AS prod, MEDIAN(amount) / 2 AS half")
         },
+        // Arithmetic over aggregates in HAVING, over every group in MPC (AVG divides by
+        // the secret count there), also through an output alias.
+        Case {
+            group: Some("region"),
+            having: Some("1.0 * SUM(qty) / COUNT(*) > 3 OR MAX(amount) - MIN(amount) < 50"),
+            ..case("region, COUNT(*) AS n, AVG(amount) AS a")
+        },
+        Case {
+            group: Some("region, year"),
+            having: Some("m > 40 AND AVG(amount) * 2 - 10 < 300"),
+            ..case("region, year, SUM(amount) / COUNT(*) AS m")
+        },
         // Two-argument statistics, over the rows where both values are present.
         Case {
             group: Some("region"),
