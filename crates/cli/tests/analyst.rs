@@ -201,6 +201,16 @@ async fn analyst_queries_over_three_hospitals_match_sqlite() {
             format!("SELECT ward, MIN(admitted), MAX(admitted) FROM stays GROUP BY ward {k} ORDER BY ward"),
             1,
         ),
+        (
+            "SELECT ward, 1.0 * SUM(readmitted) / COUNT(*) AS rate, COUNT(*) % 7 AS r FROM stays GROUP BY ward HAVING rate > 0.15 AND AVG(cost) * 2 > 100 ORDER BY ward",
+            format!("SELECT ward, 1.0 * SUM(readmitted) / COUNT(*) AS rate, COUNT(*) % 7 FROM stays GROUP BY ward {k} AND rate > 0.15 AND AVG(cost) * 2 > 100 ORDER BY ward"),
+            1,
+        ),
+        (
+            "SELECT CORR(cost, los) AS r, REGR_COUNT(cost, los) AS n FROM stays",
+            "SELECT corr(cost, los), regr_count(cost, los) FROM stays".into(),
+            0,
+        ),
     ];
     for (sql, reference_sql, suppressed) in &cases {
         let answer = ask(&cluster, 1, sql)

@@ -359,8 +359,8 @@ impl Eval<'_, '_> {
                         _ => mul_fixed_wide(self.sess, &l.value, &r.value)?,
                     },
                     ArithOp::Div | ArithOp::Rem => {
-                        if *op == ArithOp::Rem {
-                            return Err(QueryError::unsupported("% over aggregates"));
+                        if *op == ArithOp::Rem && !integer {
+                            return Err(QueryError::unsupported("% over non-integer aggregates"));
                         }
                         // Integers divide to an integer, truncated toward zero, as in SQL.
                         let f = if integer { 0 } else { FRAC_BITS };
@@ -370,7 +370,13 @@ impl Eval<'_, '_> {
                         // a zero divisor) is not an overflow.
                         let real = self.sess.and_bits(&q.overflow, &null.not(me))?;
                         self.overflow.push(real);
-                        if integer {
+                        if *op == ArithOp::Rem {
+                            // l − q·r, with the dividend's sign as in SQL: the plain
+                            // quotient times the fixed-point divisor is exact.
+                            let qr = self.sess.mul(&q.value, &r.value)?;
+                            let rem = l.value.sub(&qr)?;
+                            self.sess.mux(&null, &ArithShares::zeros(s), &rem)?
+                        } else if integer {
                             q.value.mul_public(1 << FRAC_BITS)
                         } else {
                             q.value

@@ -112,17 +112,24 @@ impl Ctx<'_> {
                     BinaryOperator::Minus => ArithOp::Sub,
                     BinaryOperator::Multiply => ArithOp::Mul,
                     BinaryOperator::Divide => ArithOp::Div,
+                    BinaryOperator::Modulo => ArithOp::Rem,
                     other => {
                         return unsupported(format!(
-                            "operator {other} over aggregates (use + - * /)"
+                            "operator {other} over aggregates (use + - * / %)"
                         ))
                     }
                 };
-                Ok(AggExpr::Arith {
+                let e = AggExpr::Arith {
                     op,
                     left: Box::new(self.agg_expr(left, next)?),
                     right: Box::new(self.agg_expr(right, next)?),
-                })
+                };
+                if op == ArithOp::Rem && e.result_type(&self.aggs) != ColumnType::Integer {
+                    return Err(QueryError::Type(format!(
+                        "% over aggregates takes integers, in `{left} % {right}`"
+                    )));
+                }
+                Ok(e)
             }
             Expr::Cast {
                 expr,

@@ -197,7 +197,7 @@ fn cases() -> Vec<Case> {
         Case {
             group: Some("region"),
             having: Some("1.0 * SUM(qty) / COUNT(*) > 3 OR MAX(amount) - MIN(amount) < 50"),
-            ..case("region, COUNT(*) AS n, AVG(amount) AS a")
+            ..case("region, COUNT(*) AS n, AVG(amount) AS a, SUM(qty) % COUNT(*) AS r, -COUNT(qty) % 3 AS r3")
         },
         Case {
             group: Some("region, year"),

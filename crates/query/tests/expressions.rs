@@ -314,7 +314,10 @@ fn what_the_subset_refuses_is_named() {
             "SELECT COUNT(CAST(amount AS TEXT)) FROM sales",
             "CAST of a float value to text",
         ),
-        ("SELECT SUM(qty) % COUNT(*) FROM sales", "% over aggregates"),
+        (
+            "SELECT SUM(amount) % COUNT(*) FROM sales",
+            "% over aggregates takes integers",
+        ),
         ("SELECT COUNT(*) FROM sales WHERE qty + 1 = NULL", "NULL"),
         (
             "SELECT SUM(CASE WHEN qty > 0 THEN 'a' ELSE 1 END) FROM sales",
