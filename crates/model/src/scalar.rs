@@ -153,6 +153,13 @@ pub enum ScalarExpr {
         expr: Box<ScalarExpr>,
         negated: bool,
     },
+    /// `text [NOT] LIKE 'pattern'` (`%`, `_`, case-sensitive, no escape character), as a
+    /// boolean that is NULL for a NULL text.
+    Like {
+        expr: Box<ScalarExpr>,
+        pattern: String,
+        negated: bool,
+    },
     /// `CASE WHEN cond THEN value … [ELSE otherwise] END`; a condition that is NULL does
     /// not match; no match and no ELSE gives NULL. The simple form `CASE x WHEN v …` is
     /// planned as `x = v` conditions.
@@ -330,6 +337,10 @@ impl ScalarExpr {
                 t => Err(format!("NOT of a {t} value (booleans only)")),
             },
             ScalarExpr::IsNull { expr, .. } => sub(expr).map(|_| ColumnType::Boolean),
+            ScalarExpr::Like { expr, .. } => match sub(expr)? {
+                ColumnType::Text => Ok(ColumnType::Boolean),
+                t => Err(format!("LIKE on a {t} value (text only)")),
+            },
             ScalarExpr::Case { whens, otherwise } => {
                 if whens.is_empty() {
                     return Err("CASE without WHEN".into());
@@ -448,6 +459,7 @@ impl ScalarExpr {
             }
             ScalarExpr::And(parts) | ScalarExpr::Or(parts) => parts.iter().all(nn),
             ScalarExpr::IsNull { .. } => true,
+            ScalarExpr::Like { expr, .. } => nn(expr),
             ScalarExpr::Case { whens, otherwise } => {
                 otherwise.as_deref().is_some_and(nn) && whens.iter().all(|(_, v)| nn(v))
             }
@@ -487,6 +499,7 @@ impl ScalarExpr {
             | ScalarExpr::ToFloat(e)
             | ScalarExpr::IntegerToText(e)
             | ScalarExpr::IsNull { expr: e, .. }
+            | ScalarExpr::Like { expr: e, .. }
             | ScalarExpr::Extract { expr: e, .. }
             | ScalarExpr::Math { arg: e, .. }
             | ScalarExpr::Sign(e)

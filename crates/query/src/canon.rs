@@ -166,6 +166,14 @@ fn put_scalar(w: &mut Writer, e: &ScalarExpr) {
             w.u8(10).bool(*negated);
             put_scalar(w, expr);
         }
+        ScalarExpr::Like {
+            expr,
+            pattern,
+            negated,
+        } => {
+            w.u8(31).bool(*negated).string(pattern);
+            put_scalar(w, expr);
+        }
         ScalarExpr::Case { whens, otherwise } => {
             w.u8(11).length_prefix(whens.len());
             for (c, v) in whens {

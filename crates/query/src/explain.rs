@@ -50,6 +50,16 @@ fn scalar(e: &ScalarExpr) -> String {
         ScalarExpr::And(parts) => list(parts, " AND "),
         ScalarExpr::Or(parts) => list(parts, " OR "),
         ScalarExpr::Not(x) => format!("NOT {}", scalar(x)),
+        ScalarExpr::Like {
+            expr,
+            pattern,
+            negated,
+        } => format!(
+            "({} {}LIKE {})",
+            scalar(expr),
+            if *negated { "NOT " } else { "" },
+            value(&Value::Text(pattern.clone().into()))
+        ),
         ScalarExpr::IsNull { expr, negated } => format!(
             "{} IS {}NULL",
             scalar(expr),

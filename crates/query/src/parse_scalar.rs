@@ -302,6 +302,46 @@ impl Ctx<'_> {
                 other => unsupported(format!("operator {other} in `{e}`")),
             },
             Expr::BinaryOp { left, op, right } => self.binary(e, left, op, right, p),
+            Expr::Like {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                if *any || escape_char.is_some() {
+                    return unsupported("LIKE ANY or LIKE … ESCAPE");
+                }
+                let text = self.scalar(expr, p)?;
+                if !matches!(text.ty, Some(ColumnType::Text) | None) {
+                    return Err(QueryError::Type(format!(
+                        "LIKE on a non-text value in `{e}`"
+                    )));
+                }
+                let pattern = match pattern.as_ref() {
+                    Expr::Value(v) => match &v.value {
+                        SqlValue::SingleQuotedString(s) => s.clone(),
+                        _ => {
+                            return Err(QueryError::Type(format!(
+                                "LIKE needs a text pattern in `{e}`"
+                            )))
+                        }
+                    },
+                    _ => {
+                        return unsupported(format!(
+                            "a LIKE pattern that is not a literal in `{e}`"
+                        ))
+                    }
+                };
+                Ok(typed(
+                    ScalarExpr::Like {
+                        expr: Box::new(coerce(text, ColumnType::Text, "LIKE")?),
+                        pattern,
+                        negated: *negated,
+                    },
+                    ColumnType::Boolean,
+                ))
+            }
             Expr::IsNull(x) | Expr::IsNotNull(x) => {
                 let t = self.scalar(x, p)?;
                 Ok(typed(

@@ -204,6 +204,11 @@ fn cases() -> Vec<Case> {
             having: Some("m > 40 AND AVG(amount) * 2 - 10 < 300"),
             ..case("region, year, SUM(amount) / COUNT(*) AS m")
         },
+        // LIKE inside FILTER and CASE: a boolean expression the owners compute.
+        Case {
+            group: Some("region"),
+            ..case("region, COUNT(*) FILTER (WHERE note LIKE 'x%') AS xs, SUM(CASE WHEN note NOT LIKE '_2' THEN qty ELSE 0 END) AS s")
+        },
         // Two-argument statistics, over the rows where both values are present.
         Case {
             group: Some("region"),

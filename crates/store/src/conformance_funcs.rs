@@ -410,6 +410,44 @@ fn cases() -> Vec<(String, ScalarExpr)> {
             to: text("-"),
         },
     );
+    // LIKE as a boolean expression (FILTER and CASE conditions): case-sensitive, `_` one
+    // character, `\` ordinary, NULL for a NULL text.
+    for (pattern, negated) in [
+        ("%pp%", false),
+        ("A%", false),
+        ("a_p%", true),
+        ("%\\%", false),
+        ("%ü%", false),
+    ] {
+        case(
+            &format!("t {}LIKE '{pattern}'", if negated { "NOT " } else { "" }),
+            ScalarExpr::Like {
+                expr: c("t"),
+                pattern: pattern.to_string(),
+                negated,
+            },
+        );
+    }
+    case(
+        "CASE WHEN u LIKE 'app%' THEN 1 ELSE 0 END",
+        ScalarExpr::Case {
+            whens: vec![(
+                ScalarExpr::Like {
+                    expr: c("u"),
+                    pattern: "app%".into(),
+                    negated: false,
+                },
+                ScalarExpr::Literal {
+                    value: Value::Integer(1),
+                    ty: ColumnType::Integer,
+                },
+            )],
+            otherwise: Some(Box::new(ScalarExpr::Literal {
+                value: Value::Integer(0),
+                ty: ColumnType::Integer,
+            })),
+        },
+    );
     for col in ["d", "ts"] {
         case(
             &format!("EXTRACT(WEEK FROM {col}) (ISO)"),

@@ -246,6 +246,16 @@ impl Checker<'_> {
                     stack.push(from);
                     stack.push(to);
                 }
+                ScalarExpr::Like { expr, pattern, .. } => {
+                    // The pattern is a literal like any other (size, count).
+                    let col = Col {
+                        index: 0,
+                        name: d.name.clone(),
+                        ty: ColumnType::Text,
+                    };
+                    self.literal(&col, &Value::Text(pattern.clone().into()))?;
+                    stack.push(expr);
+                }
                 ScalarExpr::Negate(e)
                 | ScalarExpr::Abs(e)
                 | ScalarExpr::Not(e)

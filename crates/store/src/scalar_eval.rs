@@ -97,6 +97,14 @@ pub(crate) fn eval(e: &ScalarExpr, schema: &Schema, row: &[Value]) -> Eval {
         }
         ScalarExpr::Not(x) => boolean(truth(&sub(x)?).map(|b| !b)),
         ScalarExpr::IsNull { expr, negated } => Value::Boolean(sub(expr)?.is_null() != *negated),
+        ScalarExpr::Like {
+            expr,
+            pattern,
+            negated,
+        } => match sub(expr)? {
+            Value::Text(s) => Value::Boolean(crate::local_eval::like(&s, pattern) != *negated),
+            _ => Value::Null,
+        },
         ScalarExpr::Case { whens, otherwise } => {
             for (cond, value) in whens {
                 if truth(&sub(cond)?) == Some(true) {

@@ -261,6 +261,29 @@ impl Renderer {
                 self.scalar(x, schema);
                 self.sql.push(')');
             }
+            ScalarExpr::Like {
+                expr,
+                pattern,
+                negated,
+            } => {
+                // As the WHERE form (`local_sql`): per character, case-sensitive, `\`
+                // an ordinary character everywhere.
+                self.sql.push_str("((");
+                self.scalar(expr, schema);
+                self.sql.push(')');
+                let pattern = match self.flavor {
+                    Flavor::Sqlite => pattern.clone(),
+                    Flavor::Postgres => pattern.replace('\\', "\\\\"),
+                    Flavor::Mysql => {
+                        self.sql.push_str(" COLLATE utf8mb4_bin");
+                        pattern.replace('\\', "\\\\")
+                    }
+                };
+                self.sql
+                    .push_str(if *negated { " NOT LIKE " } else { " LIKE " });
+                self.plain_param(Value::Text(pattern.into()));
+                self.sql.push(')');
+            }
             ScalarExpr::IsNull { expr, negated } => {
                 self.sql.push('(');
                 self.scalar(expr, schema);
