@@ -17,7 +17,7 @@ use serde_json::json;
 use consort_demo::cluster::LocalCluster;
 use consort_demo::output::print_json;
 
-use crate::query::timed_runs;
+use crate::query::{ingest_each, timed_runs};
 
 /// Which value-list aggregate to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,29 +120,10 @@ pub async fn run(rows: usize, runs: usize, which: Ordered, json_out: bool) -> Re
             eprintln!("{s}");
         }
     };
-    let mut csvs = Vec::new();
-    for (i, member) in cluster.members.iter().enumerate() {
-        let path = temp.path().join(format!("{}-readings.csv", member.name));
-        write_csv(&path, i, rows)?;
-        let started = Instant::now();
-        consort_node::datasets::add(
-            &member.dir,
-            consort_node::datasets::AddRequest {
-                name: "readings".into(),
-                inputs: vec![path.clone()],
-                dedup: Some("none".into()),
-                ..Default::default()
-            },
-            Box::new(|_| {}),
-        )
-        .await?;
-        note(format!(
-            "{} took in {rows} readings in {:.1}s",
-            member.name,
-            started.elapsed().as_secs_f64()
-        ));
-        csvs.push(path);
-    }
+    let csvs = ingest_each(&cluster, temp.path(), "readings", rows, &note, |path, i| {
+        write_csv(path, i, rows)
+    })
+    .await?;
     for member in &cluster.members {
         consort_demo::queries::grant(member, "readings", "person:aggregate,x:aggregate", &|s| {
             note(s)

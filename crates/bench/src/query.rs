@@ -47,30 +47,15 @@ pub async fn run(args: Options) -> Result<i32> {
         }
     };
 
-    let mut csvs = Vec::new();
-    for (i, member) in cluster.members.iter().enumerate() {
-        let path = temp.path().join(format!("{}-visits.csv", member.name));
-        consort_demo::visits::write_csv(&path, i, args.rows, 7, false)?;
-        let started = Instant::now();
-        consort_node::datasets::add(
-            &member.dir,
-            consort_node::datasets::AddRequest {
-                name: "visits".into(),
-                inputs: vec![path.clone()],
-                dedup: Some("none".into()),
-                ..Default::default()
-            },
-            Box::new(|_| {}),
-        )
-        .await?;
-        note(format!(
-            "{} took in {} visits in {:.1}s",
-            member.name,
-            args.rows,
-            started.elapsed().as_secs_f64()
-        ));
-        csvs.push(path);
-    }
+    let csvs = ingest_each(
+        &cluster,
+        temp.path(),
+        "visits",
+        args.rows,
+        &note,
+        |path, i| consort_demo::visits::write_csv(path, i, args.rows, 7, false),
+    )
+    .await?;
     // Only the visits: the follow-ups exist in the join bench alone.
     consort_demo::queries::grant_visits(&cluster, &|s| note(s)).await?;
 
@@ -114,6 +99,42 @@ pub async fn run(args: Options) -> Result<i32> {
         cluster.stop(i)?;
     }
     Ok(0)
+}
+
+/// Writes each member's CSV of `dataset` with `write(path, member index)` and takes it in
+/// at that member (no deduplication); returns the CSVs, for the SQLite reference.
+pub(crate) async fn ingest_each(
+    cluster: &LocalCluster,
+    dir: &std::path::Path,
+    dataset: &str,
+    rows: usize,
+    note: &dyn Fn(String),
+    write: impl Fn(&std::path::Path, usize) -> Result<()>,
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut csvs = Vec::new();
+    for (i, member) in cluster.members.iter().enumerate() {
+        let path = dir.join(format!("{}-{dataset}.csv", member.name));
+        write(&path, i)?;
+        let started = Instant::now();
+        consort_node::datasets::add(
+            &member.dir,
+            consort_node::datasets::AddRequest {
+                name: dataset.into(),
+                inputs: vec![path.clone()],
+                dedup: Some("none".into()),
+                ..Default::default()
+            },
+            Box::new(|_| {}),
+        )
+        .await?;
+        note(format!(
+            "{} took in {rows} {dataset} rows in {:.1}s",
+            member.name,
+            started.elapsed().as_secs_f64()
+        ));
+        csvs.push(path);
+    }
+    Ok(csvs)
 }
 
 /// Asks `sql` from `requester` `runs` times (at least once), each allowed `timeout_secs`;

@@ -33,7 +33,7 @@ pub struct Quotient {
     pub overflow: BitShares,
 }
 
-fn zero_plane(words: usize) -> XorShares {
+pub(crate) fn zero_plane(words: usize) -> XorShares {
     XorShares {
         a: vec![0; words],
         b: vec![0; words],
@@ -47,6 +47,32 @@ fn ashr_component(w: u64, d: u32) -> u64 {
 }
 
 impl Session {
+    /// One step of restoring division or square root on 64 bit-planes: D = R + `neg`
+    /// (R minus the subtrahend), and R ← D where D ≥ 0 (one AND per plane). Returns the
+    /// plane of [D ≥ 0]; needs |R − subtrahend| < 2^63. 8 rounds.
+    pub(crate) fn restoring_step(
+        &mut self,
+        rem: &mut [XorShares],
+        neg: &[XorShares],
+    ) -> Result<XorShares> {
+        let me = self.me();
+        let d = self.add_planes(&[(rem, neg)])?.pop().unwrap_or_default();
+        let ge = d[63].xor_const(me, u64::MAX);
+        // R ← R ⊕ (ge ∧ (D ⊕ R)).
+        let diffs: Vec<XorShares> = d
+            .iter()
+            .zip(rem.iter())
+            .map(|(dp, rp)| dp.xor(rp))
+            .collect::<Result<_>>()?;
+        let gates: Vec<&XorShares> = (0..64).map(|_| &ge).collect();
+        let diff_refs: Vec<&XorShares> = diffs.iter().collect();
+        let picked = self.and_pairs(&gates, &diff_refs)?;
+        for (rp, p) in rem.iter_mut().zip(picked) {
+            *rp = rp.xor(&p)?;
+        }
+        Ok(ge)
+    }
+
     /// ⌊x / 2^d⌋ exactly for every x (A2B, a local shift, B2A: about 17 rounds), where
     /// `trunc` may be one less.
     pub fn shr_exact(&mut self, x: &ArithShares, d: u32) -> Result<ArithShares> {
@@ -113,24 +139,7 @@ impl Session {
                 zero_plane(nb)
             };
             rem.insert(0, next);
-            let d = self
-                .add_planes(&[(&rem, &neg_y)])?
-                .pop()
-                .unwrap_or_default();
-            let ge = d[63].xor_const(me, u64::MAX);
-            // R ← R ⊕ (ge ∧ (D ⊕ R)).
-            let diffs: Vec<XorShares> = d
-                .iter()
-                .zip(&rem)
-                .map(|(dp, rp)| dp.xor(rp))
-                .collect::<Result<_>>()?;
-            let gates: Vec<&XorShares> = (0..64).map(|_| &ge).collect();
-            let diff_refs: Vec<&XorShares> = diffs.iter().collect();
-            let picked = self.and_pairs(&gates, &diff_refs)?;
-            for (rp, p) in rem.iter_mut().zip(picked) {
-                *rp = rp.xor(&p)?;
-            }
-            q[k] = ge;
+            q[k] = self.restoring_step(&mut rem, &neg_y)?;
         }
         // Overflow: any quotient bit at 62 or above.
         let high: Vec<XorShares> = q[62..].iter().map(|p| p.xor_const(me, u64::MAX)).collect();

@@ -12,16 +12,10 @@
 //! sizes only.
 
 use crate::boolean::{planes_of, unplanes};
+use crate::divide::zero_plane;
 use crate::error::{MpcError, Result};
 use crate::session::Session;
 use crate::share::{ArithShares, XorShares};
-
-fn zero_plane(words: usize) -> XorShares {
-    XorShares {
-        a: vec![0; words],
-        b: vec![0; words],
-    }
-}
 
 impl Session {
     /// √x for fixed-point x ≥ 0 with `f` fractional bits (|x| < 2^62), truncated to f
@@ -70,22 +64,7 @@ impl Session {
                     q.xor_const(me, u64::MAX)
                 })
                 .collect();
-            let d = self
-                .add_planes(&[(&rem, &neg_t)])?
-                .pop()
-                .unwrap_or_default();
-            let ge = d[63].xor_const(me, u64::MAX);
-            let diffs: Vec<XorShares> = d
-                .iter()
-                .zip(&rem)
-                .map(|(dp, rp)| dp.xor(rp))
-                .collect::<Result<_>>()?;
-            let gates: Vec<&XorShares> = (0..64).map(|_| &ge).collect();
-            let diff_refs: Vec<&XorShares> = diffs.iter().collect();
-            let picked = self.and_pairs(&gates, &diff_refs)?;
-            for (rp, p) in rem.iter_mut().zip(picked) {
-                *rp = rp.xor(&p)?;
-            }
+            let ge = self.restoring_step(&mut rem, &neg_t)?;
             root.push(ge);
         }
         // Q's plane i is the root bit found i steps before the end.

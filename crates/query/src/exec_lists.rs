@@ -135,6 +135,19 @@ fn header(l: &EncodedList) -> Vec<u8> {
     w.into_bytes()
 }
 
+/// An owner's list header: its row count (at most [`MAX_LIST_ROWS`]) and its wide flag.
+fn parse_header(m: &[u8]) -> Result<(usize, bool), String> {
+    let mut r = Reader::new(m);
+    let (rows, wide) = (|| Ok::<_, consort_crypto::DecodeError>((r.u64()?, r.bool()?)))()
+        .map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    let rows = usize::try_from(rows)
+        .ok()
+        .filter(|&n| n <= MAX_LIST_ROWS)
+        .ok_or_else(|| format!("a value list of {rows} rows (at most {MAX_LIST_ROWS})"))?;
+    Ok((rows, wide))
+}
+
 /// A non-compute owner's part: each list's header to the three compute parties, then
 /// its shares.
 pub(crate) fn send_lists(
@@ -189,15 +202,7 @@ pub(crate) fn list_aggregates(
                 }
                 (l.rows, l.wide, Some(l.shares.as_slice()))
             } else {
-                let m = net.recv(o)?;
-                let mut r = Reader::new(&m);
-                let (rows, w) = (|| Ok::<_, consort_crypto::DecodeError>((r.u64()?, r.bool()?)))()
-                    .map_err(|e| net.malformed(o, e.to_string()))?;
-                r.finish().map_err(|e| net.malformed(o, e.to_string()))?;
-                let rows = usize::try_from(rows)
-                    .ok()
-                    .filter(|&n| n <= MAX_LIST_ROWS)
-                    .ok_or_else(|| net.malformed(o, format!("a value list of {rows} rows")))?;
+                let (rows, w) = parse_header(&net.recv(o)?).map_err(|e| net.malformed(o, e))?;
                 (rows, w, None)
             };
             wide |= owner_wide;
@@ -466,6 +471,25 @@ mod tests {
         );
         let short = vec![vec![]];
         assert!(encode_list(&list(ColumnType::Integer, true), 0, &short).is_err());
+    }
+
+    #[test]
+    fn hostile_list_headers_are_refused_by_name() {
+        let e = encode_list(
+            &list(ColumnType::Integer, false),
+            0,
+            &[vec![Value::Integer(3)]],
+        )
+        .unwrap();
+        assert_eq!(parse_header(&header(&e)), Ok((1, false)));
+        let mut w = Writer::new();
+        w.u64(u64::MAX).bool(true);
+        let huge = parse_header(&w.into_bytes()).unwrap_err();
+        assert!(huge.contains("value list of"), "{huge}");
+        assert!(parse_header(&[1, 2, 3]).is_err(), "short");
+        let mut long = header(&e);
+        long.push(0);
+        assert!(parse_header(&long).is_err(), "trailing bytes");
     }
 
     #[test]
